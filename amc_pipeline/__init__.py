@@ -1,0 +1,1 @@
+"""amc-pipeline: AMC workflow executions from request to landed Parquet, driven by Dagster."""

@@ -1,0 +1,247 @@
+"""The project's configuration: one YAML file of AMC instances and workflows, plus environment.
+
+Why pydantic and our own error text: a data engineer editing the YAML must learn from one line which
+file, which field and what is wrong (`amc_pipeline.yaml: workflows[1].partitions: expected
+daily|weekly|monthly, got 'hourly'`) before Dagster loads anything. Credentials never live here;
+they come from environment variables (see `Settings`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_FILE = "amc_pipeline.yaml"
+DEFAULT_API_URL = "https://advertising-api.amazon.com"
+DEFAULT_TOKEN_URL = "https://api.amazon.com/auth/o2/token"
+
+#: Workflow names become asset keys, folder names and AMC workflow ids: nothing that escapes a folder.
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+#: AMC instance ids are short lowercase alphanumerics (e.g. amcabc123).
+INSTANCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")
+ENTITY_PATTERN = re.compile(r"^[A-Za-z0-9]{4,64}$")
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.\-/]{1,63}$")
+
+PartitionKind = Literal["daily", "weekly", "monthly"]
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased as `<file>: <field path>: <problem>`."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InstanceConfig(_Model):
+    instance_id: str
+    advertiser_id: str
+    marketplace_id: str
+    max_active_executions: int = Field(default=10, ge=1, le=1000)
+    daily_execution_quota: int = Field(default=30, ge=1, le=100_000)
+
+    @field_validator("instance_id")
+    @classmethod
+    def _instance_id(cls, value: str) -> str:
+        if not INSTANCE_PATTERN.match(value):
+            raise ValueError(f"expected lowercase letters, digits, '_' or '-', got {value!r}")
+        return value
+
+    @field_validator("advertiser_id", "marketplace_id")
+    @classmethod
+    def _entity(cls, value: str) -> str:
+        if not ENTITY_PATTERN.match(value):
+            raise ValueError(f"expected letters and digits only, got {value!r}")
+        return value
+
+
+class WorkflowConfig(_Model):
+    name: str
+    instance_id: str
+    sql: str | None = None
+    workflow_id: str | None = None
+    partitions: PartitionKind = "daily"
+    start_date: date
+    end_date: date | None = None
+    data_lag_days: int = Field(default=3, ge=0, le=365)
+    timezone: str = "UTC"
+    max_runtime_minutes: int = Field(default=360, ge=15, le=1440)
+    stuck_pending_minutes: int = Field(default=60, ge=1)
+    stuck_running_minutes: int = Field(default=120, ge=1)
+    description: str | None = None
+    owners: tuple[str, ...] = ()
+    tags: dict[str, str] = Field(default_factory=dict)
+    parameter_values: dict[str, str] = Field(default_factory=dict)
+    ignore_data_gaps: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(
+                f"expected [a-z][a-z0-9_]* (at most 63 characters; no paths, dashes or SQL), got {value!r}"
+            )
+        return value
+
+    @field_validator("workflow_id")
+    @classmethod
+    def _workflow_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$", value):
+            raise ValueError(f"expected letters, digits, '_', '.', '-', got {value!r}")
+        return value
+
+    @field_validator("partitions", mode="before")
+    @classmethod
+    def _partitions(cls, value: Any) -> Any:
+        if value not in ("daily", "weekly", "monthly"):
+            raise ValueError(f"expected daily|weekly|monthly, got {value!r}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"expected an IANA time zone such as UTC or America/New_York, got {value!r}")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, tag_value in value.items():
+            if not TAG_PATTERN.match(key) or not TAG_PATTERN.match(str(tag_value)):
+                raise ValueError(f"tag {key!r}: {tag_value!r} must be letters, digits, '_', '.', '-', '/'")
+        return value
+
+    @model_validator(mode="after")
+    def _source(self) -> WorkflowConfig:
+        if bool(self.sql) == bool(self.workflow_id):
+            raise ValueError("give exactly one of sql (ad hoc) or workflow_id (a saved AMC workflow)")
+        if self.end_date is not None and self.end_date < self.start_date:
+            raise ValueError("end_date is before start_date")
+        return self
+
+    @property
+    def is_ad_hoc(self) -> bool:
+        return self.sql is not None
+
+
+class PipelineConfig(_Model):
+    instances: tuple[InstanceConfig, ...]
+    workflows: tuple[WorkflowConfig, ...]
+
+    @model_validator(mode="after")
+    def _references(self) -> PipelineConfig:
+        ids = [i.instance_id for i in self.instances]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"instance ids must be unique, got {ids}")
+        names = [w.name for w in self.workflows]
+        if len(set(names)) != len(names):
+            raise ValueError(f"workflow names must be unique, got {names}")
+        for index, workflow in enumerate(self.workflows):
+            if workflow.instance_id not in ids:
+                raise ValueError(
+                    f"workflows[{index}].instance_id: unknown instance {workflow.instance_id!r}"
+                    f" (configured: {', '.join(ids) or 'none'})"
+                )
+        return self
+
+    def instance(self, instance_id: str) -> InstanceConfig:
+        for instance in self.instances:
+            if instance.instance_id == instance_id:
+                return instance
+        raise KeyError(instance_id)
+
+    def workflow(self, name: str) -> WorkflowConfig:
+        for workflow in self.workflows:
+            if workflow.name == name:
+                return workflow
+        raise KeyError(name)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += ("." if path else "") + str(part)
+    return path
+
+
+def _format_error(source: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        path = _field_path(tuple(p for p in err["loc"] if p not in ("function-after", "function-before")))
+        message = err["msg"]
+        for prefix in ("Value error, ", "Assertion failed, "):
+            message = message.removeprefix(prefix)
+        if err["type"] == "missing":
+            message = "required field is missing"
+        elif err["type"] == "extra_forbidden":
+            message = "unknown field"
+        lines.append(f"{source}: {path}: {message}" if path else f"{source}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
+    """Validate an already-parsed YAML document."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping with 'instances' and 'workflows'")
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(source, exc)) from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> PipelineConfig:
+    """Load and validate the YAML file at `path`, `$AMC_PIPELINE_CONFIG`, or the project default."""
+    config_path = Path(path) if path else config_path_from_env()
+    source = config_path.name
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{config_path}: cannot read the configuration file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{source}: not valid YAML{where}") from None
+    return parse_config(data, source)
+
+
+def config_path_from_env() -> Path:
+    value = os.environ.get("AMC_PIPELINE_CONFIG")
+    return Path(value) if value else PROJECT_ROOT / DEFAULT_CONFIG_FILE
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Environment-derived settings. Credentials are read by the AMC resource via EnvVar, not here."""
+
+    api_url: str
+    token_url: str
+    data_dir: Path
+    database_url: str
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        data_dir = Path(os.environ.get("AMC_PIPELINE_DATA_DIR") or PROJECT_ROOT / "data").resolve()
+        database_url = os.environ.get("AMC_PIPELINE_DATABASE_URL") or f"sqlite:///{data_dir / 'amc_pipeline.db'}"
+        return cls(
+            api_url=os.environ.get("AMC_API_URL") or DEFAULT_API_URL,
+            token_url=os.environ.get("AMC_TOKEN_URL") or DEFAULT_TOKEN_URL,
+            data_dir=data_dir,
+            database_url=database_url,
+        )
