@@ -136,9 +136,35 @@ class WorkflowConfig(_Model):
         return self.sql is not None
 
 
+class MonitorConfig(_Model):
+    """How the monitor polls and retries. Defaults suit real AMC (runs take 15 minutes or more);
+    the demo and tests shorten them."""
+
+    sensor_interval_seconds: int = Field(default=15, ge=1, le=3600)
+    poll_initial_seconds: float = Field(default=30.0, gt=0)
+    poll_max_seconds: float = Field(default=300.0, gt=0)
+    concurrency: int = Field(default=10, ge=1, le=100)
+    list_threshold: int = Field(default=20, ge=1)
+    max_consecutive_errors: int = Field(default=5, ge=1)
+    retry_base_seconds: float = Field(default=60.0, ge=0)
+    retry_max_seconds: float = Field(default=300.0, ge=0)
+    max_retries: int = Field(default=3, ge=0, le=20)
+    ambiguous_grace_seconds: float = Field(default=30.0, ge=0)
+    landing_retry_seconds: float = Field(default=60.0, ge=0)
+    max_landing_attempts: int = Field(default=5, ge=1)
+    check_interval_seconds: int = Field(default=300, ge=30)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> MonitorConfig:
+        if self.poll_max_seconds < self.poll_initial_seconds:
+            raise ValueError("poll_max_seconds must be at least poll_initial_seconds")
+        return self
+
+
 class PipelineConfig(_Model):
     instances: tuple[InstanceConfig, ...]
     workflows: tuple[WorkflowConfig, ...]
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     @model_validator(mode="after")
     def _references(self) -> PipelineConfig:

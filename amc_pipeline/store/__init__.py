@@ -1,1 +1,40 @@
+"""The execution store: executions, their AMC attempts, the lifecycle state machine and its queries."""
 
+from amc_pipeline.store.records import Attempt, DueSummary, ExecutionView
+from amc_pipeline.store.states import (
+    ACTIVE,
+    ALLOWED,
+    CANCELLED,
+    FAILED,
+    PENDING,
+    QUEUED,
+    RUNNING,
+    STATUSES,
+    SUCCESS,
+    TERMINAL,
+    TIMEOUT,
+    can_transition,
+    map_amc_status,
+)
+from amc_pipeline.store.store import ExecutionNotFound, ExecutionStore
+
+__all__ = [
+    "ACTIVE",
+    "ALLOWED",
+    "CANCELLED",
+    "FAILED",
+    "PENDING",
+    "QUEUED",
+    "RUNNING",
+    "STATUSES",
+    "SUCCESS",
+    "TERMINAL",
+    "TIMEOUT",
+    "Attempt",
+    "DueSummary",
+    "ExecutionNotFound",
+    "ExecutionStore",
+    "ExecutionView",
+    "can_transition",
+    "map_amc_status",
+]

@@ -1,1 +1,53 @@
+"""AMC simulator: a local, faithful stand-in for the Amazon Marketing Cloud reporting API.
 
+Follows /work/shared/amc-api.md: Login with Amazon tokens (`POST /auth/o2/token`), the reporting
+endpoints under `/amc/reporting/{instanceId}` (workflowExecutions create/list/get/cancel/downloadUrls,
+workflows CRUD) with AMC's header checks, error bodies and quotas, and pre-signed result URLs served
+from the simulator's own host under `/_s3/...`. Statuses move on the simulator clock (real time plus
+`advance_clock`), scripted per workflow key (the workflowId up to the first "-") by `Scenario`s;
+`Fault`s inject throttling, 5xx, gateway timeouts, delays, dropped connections, lost create
+responses, truncated downloads, expired URLs and revoked tokens.
+
+Python API::
+
+    with SimulatorServer(SimulatorConfig(pending_seconds=0.2, running_seconds=0.3)) as sim:
+        sim.url, sim.token_url
+        sim.set_scenario("daily_reach", Scenario(kind="fail"))
+        sim.add_fault(Fault(kind="throttle", endpoint="create", times=2))
+
+Admin HTTP API (no auth; JSON in and out), mirroring the Python API:
+
+- `GET  /_simulator/health`                       → {"ok": true, "now": ...}
+- `GET  /_simulator/scenarios`                    → {workflow_key: scenario}
+- `POST /_simulator/scenarios`  {"workflow_key": "x", "scenario": {"kind": "fail", ...}}
+- `DELETE /_simulator/scenarios`                  → back to the configured scenarios
+- `GET  /_simulator/faults`                       → active faults with `remaining`
+- `POST /_simulator/faults`     {"kind": "throttle", "endpoint": "create", "times": 2, ...}
+- `DELETE /_simulator/faults`                     → clear all faults
+- `GET  /_simulator/executions[?instance_id=...]` → AMC-shaped records, oldest first
+- `GET  /_simulator/stats`                        → {endpoint: requests served}
+- `POST /_simulator/revoke-tokens`                → every issued access token becomes invalid (401)
+- `POST /_simulator/advance-clock {"seconds": n}` → move the simulator clock forward
+- `POST /_simulator/reset`                        → forget executions, workflows, tokens, faults, stats
+- `GET  /_simulator/instances`
+- `POST /_simulator/instances`  {"instance_id": ..., "advertiser_id": ..., "marketplace_id": ...}
+
+Endpoint names (faults and stats): token, create, get, list, cancel, download_urls, download, workflows.
+"""
+
+from amc_pipeline.amc.simulator.app import SimulatorApp
+from amc_pipeline.amc.simulator.config import Fault, Scenario, SimulatorConfig
+from amc_pipeline.amc.simulator.server import SimulatorServer, create_app, serve
+from amc_pipeline.amc.simulator.state import SimulatorState, workflow_key
+
+__all__ = [
+    "Fault",
+    "Scenario",
+    "SimulatorApp",
+    "SimulatorConfig",
+    "SimulatorServer",
+    "SimulatorState",
+    "create_app",
+    "serve",
+    "workflow_key",
+]

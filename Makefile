@@ -1,0 +1,32 @@
+# The two commands a new user needs: `make demo` and `make test`. Both create .venv and install
+# the project (with its pinned Dagster family) first, so a fresh clone needs nothing else.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test lint bench clean
+
+$(BIN)/amc-pipeline: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/amc-pipeline
+
+demo: install
+	$(BIN)/amc-pipeline demo $(if $(HEADLESS),--headless,)
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python benchmarks/poll_scale.py
+	$(BIN)/python benchmarks/landing.py
+
+clean:
+	rm -rf .dagster_home .pytest_cache .ruff_cache

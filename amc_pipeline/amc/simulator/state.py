@@ -1,0 +1,495 @@
+"""Simulator state: executions, saved workflows, tokens, quotas, faults, stats and the clock.
+
+Shared between the uvicorn thread (the HTTP app) and the caller's thread (SimulatorServer's Python
+API), so every access goes through one re-entrant lock. Statuses are not stored: they are computed
+from the creation time and a timeline fixed at create, against the simulator clock (real time plus
+`advance_clock` offset), so an execution moves with no background task and survives a restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import hmac
+import json
+import random
+import secrets
+import sqlite3
+import string
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from amc_pipeline.amc.simulator import results
+from amc_pipeline.amc.simulator.config import Fault, Scenario, SimulatorConfig
+
+ACTIVE = ("PENDING", "RUNNING")
+TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "REJECTED")
+UNKNOWN_STATUS = "QUEUED_FOR_PROCESSING"
+DEFAULT_FAILURE_REASON = "Workflow execution failed due to an internal service error. Please retry."
+DEFAULT_REJECTED_REASON = "Workflow execution rejected: insufficient resources available for this instance."
+FAULT_ONLY_FOR = {"lost_create_response": "create", "truncate_download": "download", "expire_url": "download"}
+
+
+def iso_z(epoch: float, millis: bool = False) -> str:
+    """AMC's time format: `2024-09-25T03:11:52Z` (validatedTime carries millis)."""
+    moment = datetime.fromtimestamp(epoch, UTC)
+    if millis:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def request_id() -> str:
+    return "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(20))
+
+
+class SimulatorState:
+    """Everything the simulator knows. Thread-safe; optionally persisted to SQLite."""
+
+    def __init__(self, config: SimulatorConfig | None = None, db_path: str | Path | None = None) -> None:
+        self.config = config or SimulatorConfig()
+        self.lock = threading.RLock()
+        self.instances: dict[str, tuple[str, str]] = dict(self.config.instances)
+        self.scenarios: dict[str, Scenario] = dict(self.config.scenarios)
+        self.faults: list[dict[str, Any]] = []
+        self.rng = random.Random(self.config.seed)
+        self.stats_counter: Counter[str] = Counter()
+        self.clock_offset = 0.0
+        self.executions: dict[str, dict[str, Any]] = {}
+        self.workflows: dict[str, dict[str, dict[str, Any]]] = {}
+        self.tokens: dict[str, tuple[str, float]] = {}
+        self.seq = 0
+        self.signing_key = secrets.token_bytes(32)
+        self._tmp = tempfile.TemporaryDirectory(prefix="amc-sim-results-")
+        self.results_dir = Path(self._tmp.name)
+        self._file_locks: dict[str, threading.Lock] = {}
+        self._files: dict[str, list[Path]] = {}
+        self.db: sqlite3.Connection | None = None
+        for fault in self.config.faults:
+            self.add_fault(fault)
+        if db_path is not None:
+            self._open_db(Path(db_path))
+
+    # ---------------------------------------------------------------- persistence
+    def _open_db(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS executions (id TEXT PRIMARY KEY, seq INTEGER, data TEXT)")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS workflows (instance TEXT, workflow_id TEXT, data TEXT, "
+            "PRIMARY KEY (instance, workflow_id))"
+        )
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS tokens (token TEXT PRIMARY KEY, client_id TEXT, expires REAL)"
+        )
+        self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS instances "
+            "(instance TEXT PRIMARY KEY, advertiser TEXT, marketplace TEXT)"
+        )
+        for _id, seq, data in self.db.execute("SELECT id, seq, data FROM executions ORDER BY seq"):
+            self.executions[_id] = json.loads(data)
+            self.seq = max(self.seq, seq)
+        for instance, wid, data in self.db.execute("SELECT instance, workflow_id, data FROM workflows"):
+            self.workflows.setdefault(instance, {})[wid] = json.loads(data)
+        for token, client_id, expires in self.db.execute("SELECT token, client_id, expires FROM tokens"):
+            self.tokens[token] = (client_id, expires)
+        for instance, adv, mkt in self.db.execute("SELECT instance, advertiser, marketplace FROM instances"):
+            self.instances[instance] = (adv, mkt)
+        meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+        if "clock_offset" in meta:
+            self.clock_offset = float(meta["clock_offset"])
+        if "signing_key" in meta:
+            self.signing_key = bytes.fromhex(meta["signing_key"])
+        else:
+            self._meta("signing_key", self.signing_key.hex())
+
+    def _meta(self, key: str, value: str) -> None:
+        if self.db is not None:
+            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def _save_execution(self, record: dict[str, Any]) -> None:
+        if self.db is not None:
+            self.db.execute(
+                "INSERT OR REPLACE INTO executions (id, seq, data) VALUES (?, ?, ?)",
+                (record["id"], record["seq"], json.dumps(record)),
+            )
+
+    def _save_workflow(self, instance: str, workflow_id: str, data: dict[str, Any] | None) -> None:
+        if self.db is None:
+            return
+        if data is None:
+            self.db.execute(
+                "DELETE FROM workflows WHERE instance = ? AND workflow_id = ?", (instance, workflow_id)
+            )
+        else:
+            self.db.execute(
+                "INSERT OR REPLACE INTO workflows (instance, workflow_id, data) VALUES (?, ?, ?)",
+                (instance, workflow_id, json.dumps(data)),
+            )
+
+    def close(self) -> None:
+        with self.lock:
+            if self.db is not None:
+                self.db.close()
+                self.db = None
+            self._tmp.cleanup()
+
+    # ---------------------------------------------------------------- clock
+    def now(self) -> float:
+        return time.time() + self.clock_offset
+
+    def advance_clock(self, seconds: float) -> None:
+        with self.lock:
+            self.clock_offset += float(seconds)
+            self._meta("clock_offset", repr(self.clock_offset))
+
+    # ---------------------------------------------------------------- instances, scenarios, faults, stats
+    def register_instance(self, instance_id: str, advertiser_id: str, marketplace_id: str) -> None:
+        with self.lock:
+            self.instances[instance_id] = (advertiser_id, marketplace_id)
+            if self.db is not None:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO instances (instance, advertiser, marketplace) VALUES (?, ?, ?)",
+                    (instance_id, advertiser_id, marketplace_id),
+                )
+
+    def set_scenario(self, workflow_key: str, scenario: Scenario) -> None:
+        with self.lock:
+            self.scenarios[workflow_key] = scenario
+
+    def clear_scenarios(self) -> None:
+        with self.lock:
+            self.scenarios = dict(self.config.scenarios)
+
+    def add_fault(self, fault: Fault) -> None:
+        with self.lock:
+            self.faults.append({"fault": fault, "remaining": fault.times})
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+
+    def list_faults(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(f["fault"].to_dict(), remaining=f["remaining"]) for f in self.faults]
+
+    def take_fault(self, endpoint: str) -> Fault | None:
+        """The fault to apply to this request, if any (consumes one of its `times`)."""
+        with self.lock:
+            for entry in list(self.faults):
+                fault: Fault = entry["fault"]
+                if fault.endpoint not in ("*", endpoint):
+                    continue
+                only = FAULT_ONLY_FOR.get(fault.kind)
+                if only is not None and only != endpoint:
+                    continue
+                if fault.probability is not None and self.rng.random() >= fault.probability:
+                    continue
+                if entry["remaining"] is not None:
+                    entry["remaining"] -= 1
+                    if entry["remaining"] <= 0:
+                        self.faults.remove(entry)
+                return fault
+            return None
+
+    def count(self, endpoint: str) -> None:
+        with self.lock:
+            self.stats_counter[endpoint] += 1
+
+    def stats(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.stats_counter)
+
+    def reset(self) -> None:
+        """Forget executions, workflows, tokens, faults, stats and the clock offset."""
+        with self.lock:
+            self.executions.clear()
+            self.workflows.clear()
+            self.tokens.clear()
+            self.faults.clear()
+            self.stats_counter.clear()
+            self.scenarios = dict(self.config.scenarios)
+            self.clock_offset = 0.0
+            self._files.clear()
+            if self.db is not None:
+                for table in ("executions", "workflows", "tokens"):
+                    self.db.execute(f"DELETE FROM {table}")
+                self._meta("clock_offset", "0.0")
+
+    # ---------------------------------------------------------------- tokens
+    def issue_token(self, client_id: str) -> str:
+        token = "Atza|" + secrets.token_urlsafe(48)
+        with self.lock:
+            expires = self.now() + float(self.config.token_ttl_seconds)
+            self.tokens[token] = (client_id, expires)
+            if self.db is not None:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO tokens (token, client_id, expires) VALUES (?, ?, ?)",
+                    (token, client_id, expires),
+                )
+        return token
+
+    def check_token(self, token: str) -> tuple[str | None, str]:
+        """(client id, "") for a valid token, else (None, reason)."""
+        with self.lock:
+            entry = self.tokens.get(token)
+            if entry is None:
+                return None, "unknown"
+            if self.now() >= entry[1]:
+                return None, "expired"
+            return entry[0], ""
+
+    def revoke_tokens(self) -> None:
+        with self.lock:
+            self.tokens.clear()
+            if self.db is not None:
+                self.db.execute("DELETE FROM tokens")
+
+    # ---------------------------------------------------------------- workflows
+    def get_workflow(self, instance: str, workflow_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            found = self.workflows.get(instance, {}).get(workflow_id)
+            return copy.deepcopy(found) if found is not None else None
+
+    def list_workflows(self, instance: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [copy.deepcopy(w) for w in self.workflows.get(instance, {}).values()]
+
+    def put_workflow(self, instance: str, data: dict[str, Any]) -> None:
+        with self.lock:
+            self.workflows.setdefault(instance, {})[data["workflowId"]] = copy.deepcopy(data)
+            self._save_workflow(instance, data["workflowId"], data)
+
+    def delete_workflow(self, instance: str, workflow_id: str) -> bool:
+        with self.lock:
+            found = self.workflows.get(instance, {}).pop(workflow_id, None)
+            self._save_workflow(instance, workflow_id, None)
+            return found is not None
+
+    # ---------------------------------------------------------------- executions
+    def scenario_for(self, workflow_id: str) -> Scenario:
+        with self.lock:
+            return self.scenarios.get(workflow_key(workflow_id)) or Scenario()
+
+    def quota_used(self, instance: str, now: float) -> int:
+        day = datetime.fromtimestamp(now, UTC).date()
+        with self.lock:
+            return sum(
+                1
+                for r in self.executions.values()
+                if r["instance"] == instance and datetime.fromtimestamp(r["created"], UTC).date() == day
+            )
+
+    def timeline(self, scenario: Scenario) -> list[tuple[float, str]]:
+        cfg = self.config
+        p, r = float(cfg.pending_seconds), float(cfg.running_seconds)
+        pub = (
+            float(cfg.publishing_seconds)
+            if cfg.publishing_seconds > 0
+            else (r if scenario.publishing else 0.0)
+        )
+        kind = scenario.kind
+        if kind == "stuck_pending":
+            return [(0.0, "PENDING")]
+        if kind == "stuck_running":
+            return [(0.0, "PENDING"), (p, "RUNNING")]
+        if kind == "rejected":
+            return [(0.0, "PENDING"), (p, "REJECTED")]
+        if kind == "fail":
+            return [(0.0, "PENDING"), (p, "RUNNING"), (p + r, "FAILED")]
+        if kind == "cancelled":
+            return [(0.0, "PENDING"), (p, "RUNNING"), (p + r, "CANCELLED")]
+        steps = [(0.0, "PENDING")]
+        t = p
+        if kind == "unknown_status":
+            steps.append((t, UNKNOWN_STATUS))
+            t += float(scenario.unknown_status_seconds)
+        steps.append((t, "RUNNING"))
+        t += r
+        if pub > 0:
+            steps.append((t, "PUBLISHING"))
+            t += pub
+        steps.append((t, "SUCCEEDED"))
+        return steps
+
+    def create_execution(self, instance: str, fields: dict[str, Any], sql: str | None) -> dict[str, Any]:
+        """Store a new PENDING execution (validation is the caller's job) and return its AMC view."""
+        with self.lock:
+            now = self.now()
+            scenario = self.scenario_for(fields["workflowId"])
+            columns = self._columns_for(scenario)
+            self.seq += 1
+            execution_id = str(uuid.uuid4())
+            public = dict(fields)
+            public.update(
+                {
+                    "workflowExecutionId": execution_id,
+                    "createTime": iso_z(now),
+                    "expireTime": iso_z(now + 86400),
+                    "waitUntil": iso_z(now - 3600),  # as recorded live: an hour before createTime
+                    "executionCategory": "AD_HOC",
+                    "dataGaps": [],
+                }
+            )
+            record = {
+                "id": execution_id,
+                "instance": instance,
+                "seq": self.seq,
+                "created": now,
+                "key": workflow_key(fields["workflowId"]),
+                "sql": sql,
+                "scenario": scenario.to_dict(),
+                "timeline": self.timeline(scenario),
+                "cancelled_at": None,
+                "columns": columns,
+                "public": public,
+            }
+            self.executions[execution_id] = record
+            self._save_execution(record)
+            return self.view(record, now)
+
+    def _columns_for(self, scenario: Scenario) -> list[dict[str, str]]:
+        if scenario.columns:
+            return results.normalize_columns(scenario.columns)
+        if scenario.result_files:
+            return results.columns_from_csv(Path(scenario.result_files[0]))
+        return results.normalize_columns(None)
+
+    def status_of(self, record: dict[str, Any], now: float) -> tuple[str, float]:
+        """(status, time of the last change) at `now`."""
+        cancelled_at = record.get("cancelled_at")
+        if cancelled_at is not None and cancelled_at <= now:
+            return "CANCELLED", cancelled_at
+        status, changed = "PENDING", record["created"]
+        for offset, step in record["timeline"]:
+            if record["created"] + offset <= now:
+                status, changed = step, record["created"] + offset
+        return status, changed
+
+    def view(
+        self, record: dict[str, Any], now: float | None = None, include_workflow: bool = False
+    ) -> dict[str, Any]:
+        """The execution as AMC shows it at `now`: keys sorted like the live service."""
+        now = self.now() if now is None else now
+        status, changed = self.status_of(record, now)
+        out = copy.deepcopy(record["public"])
+        out["status"] = status
+        out["lastUpdatedTime"] = iso_z(changed)
+        scenario = record["scenario"]
+        if status == "SUCCEEDED":
+            running_from = next(
+                (record["created"] + o for o, s in record["timeline"] if s == "RUNNING"), changed
+            )
+            out.update(
+                {
+                    "availableTimeBeforeWindowSecs": 0,
+                    "executionTime": int(round(changed - running_from)),
+                    "invalidationOffsetSecs": 266400,
+                    "outputColumns": copy.deepcopy(record["columns"]),
+                    "outputS3URI": f"s3://amc-sim-results/{record['instance']}/{record['id']}/",
+                    "validatedTime": iso_z(
+                        record["created"] + min(2.0, float(self.config.pending_seconds)), True
+                    ),
+                }
+            )
+        elif status == "FAILED":
+            reason = scenario.get("failure_reason") or DEFAULT_FAILURE_REASON
+            out["failureReason"] = reason
+            out["statusReason"] = reason
+        elif status == "REJECTED":
+            reason = scenario.get("failure_reason") or DEFAULT_REJECTED_REASON
+            out["failureReason"] = reason
+            out["statusReason"] = reason
+        if include_workflow and record.get("sql"):
+            out["workflow"] = {"workflowId": out["workflowId"], "sqlQuery": record["sql"]}
+        return dict(sorted(out.items()))
+
+    def get_record(self, execution_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            return self.executions.get(execution_id)
+
+    def list_records(self, instance: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            records = [r for r in self.executions.values() if instance is None or r["instance"] == instance]
+        return sorted(records, key=lambda r: r["seq"])
+
+    def cancel(self, record: dict[str, Any]) -> None:
+        with self.lock:
+            record["cancelled_at"] = self.now()
+            self._save_execution(record)
+
+    def update_public(self, record: dict[str, Any], changes: dict[str, Any]) -> None:
+        with self.lock:
+            record["public"].update(changes)
+            self._save_execution(record)
+
+    # ---------------------------------------------------------------- result files and URL signing
+    def result_files(self, execution_id: str) -> list[Path]:
+        """Generate once (per server) and return the execution's result files on disk."""
+        record = self.get_record(execution_id)
+        if record is None:
+            raise KeyError(execution_id)
+        with self.lock:
+            if execution_id in self._files:
+                return self._files[execution_id]
+            lock = self._file_locks.setdefault(execution_id, threading.Lock())
+        with lock:
+            with self.lock:
+                if execution_id in self._files:
+                    return self._files[execution_id]
+            scenario = Scenario.from_dict(record["scenario"])
+            directory = self.results_dir / execution_id
+            if scenario.result_files:
+                paths = results.copy_given(directory, list(scenario.result_files))
+            else:
+                public = record["public"]
+                paths = results.generate(
+                    directory,
+                    key=record["key"],
+                    window_start=public.get("timeWindowStart") or "",
+                    window_end=public.get("timeWindowEnd") or "",
+                    columns=record["columns"],
+                    rows=scenario.rows,
+                    files=scenario.files,
+                )
+            with self.lock:
+                self._files[execution_id] = paths
+            return paths
+
+    def sign(self, path: str, amz_date: str, expires: str) -> str:
+        return hmac.new(
+            self.signing_key, f"{path}\n{amz_date}\n{expires}".encode(), hashlib.sha256
+        ).hexdigest()
+
+
+def workflow_key(workflow_id: str) -> str:
+    """Scenario key: the workflowId up to the first '-' (ad hoc ids are '<workflow name>-<token>')."""
+    return workflow_id.split("-", 1)[0]
+
+
+def encode_token(payload: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_token(token: str) -> dict[str, Any]:
+    padded = token + "=" * (-len(token) % 4)
+    data = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
+    if not isinstance(data, dict):
+        raise ValueError("bad token")
+    return data
+
+
+def utc_day_end(now: float) -> float:
+    day = datetime.fromtimestamp(now, UTC).date()
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() + 86400
+
+
+__all__ = ["SimulatorState", "workflow_key", "iso_z", "request_id"]

@@ -1,0 +1,171 @@
+"""The main job on embedded defaults: the AMC simulator plus Dagster, with the shipped demo config.
+
+Nothing to configure: the simulator plays AMC (credentials included), the store and results live
+under ./data, the Dagster instance under ./.dagster_home. Three workflows show the whole lifecycle:
+`campaign_performance` lands daily data, `broken_attribution` fails with an SQL error at create,
+`audience_overlap` stays PENDING and trips the stuck check.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from amc_pipeline.amc.simulator import Scenario, SimulatorConfig, SimulatorServer
+from amc_pipeline.config import PROJECT_ROOT, PipelineConfig, Settings
+from amc_pipeline.partitions import partitions_def, window_for
+
+#: What the simulator does for each demo workflow (anything else succeeds with generated rows).
+DEMO_SCENARIOS = {
+    "broken_attribution": Scenario(kind="sql_error"),
+    "audience_overlap": Scenario(kind="stuck_pending"),
+}
+#: How many of the newest windows of each workflow the demo requests.
+DEMO_PARTITIONS = {"campaign_performance": 7, "broken_attribution": 2, "audience_overlap": 1}
+
+
+def simulator_config(config: PipelineConfig, *, pending_seconds: float = 5.0,
+                     running_seconds: float = 10.0) -> SimulatorConfig:
+    return SimulatorConfig(
+        instances={i.instance_id: (i.advertiser_id, i.marketplace_id) for i in config.instances},
+        pending_seconds=pending_seconds,
+        running_seconds=running_seconds,
+        scenarios=dict(DEMO_SCENARIOS),
+    )
+
+
+def simulator_env(sim: SimulatorServer, sim_config: SimulatorConfig) -> dict[str, str]:
+    """Environment that points the pipeline at the simulator, with its (public, fake) credentials."""
+    return {
+        "AMC_API_URL": sim.url,
+        "AMC_TOKEN_URL": sim.token_url,
+        "AMC_CLIENT_ID": sim_config.client_id,
+        "AMC_CLIENT_SECRET": sim_config.client_secret,
+        "AMC_REFRESH_TOKEN": sim_config.refresh_token,
+    }
+
+
+@contextmanager
+def patched_environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def request_demo_partitions(config: PipelineConfig, partitions: dict[str, int] | None = None) -> list[str]:
+    """Enqueue the newest windows of each demo workflow (what a backfill from the UI would do)."""
+    from amc_pipeline.resources import store_for
+
+    store = store_for(Settings.from_env().database_url)
+    requested = []
+    for workflow in config.workflows:
+        count = (partitions or DEMO_PARTITIONS).get(workflow.name, 1)
+        keys = partitions_def(workflow).get_partition_keys()[-count:]
+        for key in keys:
+            window = window_for(workflow, key)
+            store.enqueue(workflow=workflow.name, instance_id=workflow.instance_id, partition_key=key,
+                          window_start=window.start_utc, window_end=window.end_utc)
+            requested.append(f"{workflow.name}/{key}")
+    return requested
+
+
+def dagster_home() -> Path:
+    home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home")
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+@dataclass
+class DemoSummary:
+    landed: dict[str, int] = field(default_factory=dict)
+    statuses: dict[str, str] = field(default_factory=dict)
+    checks: dict[str, str] = field(default_factory=dict)
+
+    def render(self) -> str:
+        lines = ["partitions landed (rows):"]
+        lines += [f"  {k}: {v}" for k, v in sorted(self.landed.items())] or ["  none"]
+        lines.append("executions:")
+        lines += [f"  {k}: {v}" for k, v in sorted(self.statuses.items())]
+        lines.append("checks:")
+        lines += [f"  {k}: {v}" for k, v in sorted(self.checks.items())]
+        return "\n".join(lines)
+
+
+def run_ui(config: PipelineConfig, *, port: int = 3000, sim_port: int = 8765) -> int:
+    """Simulator in this process, `dagster dev` as a child; Ctrl-C stops both."""
+    sim_config = simulator_config(config)
+    with SimulatorServer(sim_config, port=sim_port) as sim:
+        env = {**os.environ, **simulator_env(sim, sim_config), "DAGSTER_HOME": str(dagster_home())}
+        with patched_environ(simulator_env(sim, sim_config)):
+            requested = request_demo_partitions(config)
+        print(f"AMC simulator on {sim.url}; requested {len(requested)} partitions: {', '.join(requested)}")
+        print(f"Dagster UI: http://127.0.0.1:{port} (Ctrl-C stops the demo)", flush=True)
+        cmd = [sys.executable, "-m", "dagster", "dev", "-m", "amc_pipeline.definitions",
+               "-h", "127.0.0.1", "-p", str(port)]
+        proc = subprocess.Popen(cmd, env=env, cwd=PROJECT_ROOT)
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            proc.terminate()
+            try:
+                return proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                return proc.wait()
+
+
+def run_headless(config: PipelineConfig, *, timeout_seconds: float = 300.0, stuck_after: float = 20.0) -> DemoSummary:
+    """The demo without the UI: drive the monitor job and landings in this process until done."""
+    import dagster as dg
+
+    from amc_pipeline.definitions import build_definitions
+    from amc_pipeline.resources import store_for
+
+    sim_config = simulator_config(config, pending_seconds=1.0, running_seconds=2.0)
+    with SimulatorServer(sim_config, port=0) as sim, patched_environ(simulator_env(sim, sim_config)):
+        defs = build_definitions(config)
+        store = store_for(Settings.from_env().database_url)
+        requested = request_demo_partitions(config)
+        print(f"AMC simulator on {sim.url}; requested {len(requested)} partitions", flush=True)
+        instance = dg.DagsterInstance.ephemeral()
+        monitor = defs.get_job_def("amc_monitor")
+        started = time.monotonic()
+        summary = DemoSummary()
+        while time.monotonic() - started < timeout_seconds:
+            monitor.execute_in_process(instance=instance, raise_on_error=False)
+            for execution in store.landable(datetime.now(UTC)):
+                key = dg.AssetKey(["amc", execution.workflow])
+                result = defs.get_implicit_global_asset_job_def().get_subset(asset_selection={key}) \
+                    .execute_in_process(instance=instance, partition_key=execution.partition_key,
+                                        raise_on_error=False)
+                for check in result.get_asset_check_evaluations():
+                    summary.checks[f"{execution.workflow}/{execution.partition_key}:{check.check_name}"] = (
+                        "passed" if check.passed else "FAILED")
+            executions = [e for e in store.list_executions() if e.workflow in DEMO_PARTITIONS]
+            active = [e for e in executions if e.attempt and e.attempt.status in ("QUEUED", "PENDING", "RUNNING")
+                      and not (e.attempt.status == "PENDING" and time.monotonic() - started > stuck_after)]
+            waiting = [e for e in executions if e.attempt and e.attempt.status == "SUCCESS"
+                       and e.landed_attempt_id != e.attempt.id]
+            if not active and not waiting:
+                break
+            time.sleep(0.5)
+        for execution in store.list_executions():
+            label = f"{execution.workflow}/{execution.partition_key}"
+            summary.statuses[label] = execution.attempt.status if execution.attempt else "?"
+            if execution.rows is not None and execution.landed_at is not None:
+                summary.landed[label] = execution.rows
+        return summary

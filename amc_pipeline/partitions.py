@@ -1,0 +1,80 @@
+"""Time-window partitions of a workflow, and the AMC window each partition key stands for.
+
+Why here and not in the asset module: the monitor (which submits executions) and the assets (which
+request and land them) must agree exactly on the window of a partition key, in the workflow's time zone.
+"""
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+from amc_pipeline.config import WorkflowConfig
+
+_PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 28}
+
+
+def partitions_def(workflow: WorkflowConfig) -> dg.TimeWindowPartitionsDefinition:
+    """Daily, weekly (Monday-based) or monthly windows from `start_date` in the workflow's time zone.
+
+    The newest windows are held back by `data_lag_days`, since AMC's data lags: exactly for daily
+    windows, rounded up to whole windows for weekly and monthly ones.
+    """
+    end_offset = -math.ceil(workflow.data_lag_days / _PERIOD_DAYS[workflow.partitions])
+    start = workflow.start_date.isoformat()
+    end = workflow.end_date.isoformat() if workflow.end_date else None
+    common = {"start_date": start, "end_date": end, "timezone": workflow.timezone, "end_offset": end_offset}
+    if workflow.partitions == "daily":
+        return dg.DailyPartitionsDefinition(**common)
+    if workflow.partitions == "weekly":
+        return dg.WeeklyPartitionsDefinition(day_offset=1, **common)
+    return dg.MonthlyPartitionsDefinition(**common)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A partition's window: local wall times (what AMC gets, with the zone name) and UTC bounds."""
+
+    partition_key: str
+    start_local: datetime
+    end_local: datetime
+    timezone: str
+
+    @property
+    def start_utc(self) -> datetime:
+        return self.start_local.astimezone(UTC)
+
+    @property
+    def end_utc(self) -> datetime:
+        return self.end_local.astimezone(UTC)
+
+
+def window_for(workflow: WorkflowConfig, partition_key: str) -> Window:
+    """The window a partition key covers; raises ValueError for a key outside the workflow's range."""
+    pdef = partitions_def(workflow)
+    try:
+        time_window = pdef.time_window_for_partition_key(partition_key)
+    except Exception as exc:  # Dagster raises several types for unparseable keys
+        raise ValueError(f"{workflow.name}: {partition_key!r} is not a {workflow.partitions} partition key") from exc
+    first = pdef.get_first_partition_key()
+    if first is None or partition_key < first or (workflow.end_date and time_window.start.date() > workflow.end_date):
+        raise ValueError(f"{workflow.name}: partition {partition_key!r} is outside the workflow's range")
+    zone = ZoneInfo(workflow.timezone)
+    return Window(
+        partition_key=partition_key,
+        start_local=time_window.start.astimezone(zone),
+        end_local=time_window.end.astimezone(zone),
+        timezone=workflow.timezone,
+    )
+
+
+def utc_day_start(now: datetime) -> datetime:
+    """Start of the UTC day of `now`: AMC's daily execution quota counts per UTC day."""
+    now = now.astimezone(UTC)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def next_utc_day(now: datetime) -> datetime:
+    return utc_day_start(now) + timedelta(days=1)

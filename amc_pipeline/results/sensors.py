@@ -1,0 +1,54 @@
+"""The landing sensor: turns each finished, not yet landed execution into one asset run."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from amc_pipeline.config import PipelineConfig
+from amc_pipeline.resources import StoreResource
+from amc_pipeline.results.assets import asset_key
+
+MAX_REQUESTS_PER_TICK = 50
+
+
+def build_landing_sensor(config: PipelineConfig, assets: list[dg.AssetsDefinition]) -> dg.SensorDefinition:
+    workflows = {w.name: w for w in config.workflows}
+    keys = [asset_key(w) for w in config.workflows]
+
+    @dg.sensor(
+        name="amc_landing_sensor",
+        target=dg.AssetSelection.assets(*keys),
+        minimum_interval_seconds=config.monitor.sensor_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Requests amc/<workflow> for each SUCCESS execution not yet landed "
+        "(run key land:<execution id>:<attempt>).",
+    )
+    def amc_landing_sensor(context: dg.SensorEvaluationContext, amc_store: StoreResource):
+        now = datetime.now(UTC)
+        store = amc_store.get_store()
+        requests = []
+        gave_up = []
+        for execution in store.landable(now, limit=MAX_REQUESTS_PER_TICK):
+            workflow = workflows.get(execution.workflow)
+            if workflow is None:
+                continue
+            if execution.land_attempts >= config.monitor.max_landing_attempts:
+                gave_up.append(f"{execution.workflow}/{execution.partition_key}")
+                continue
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"land:{execution.id}:{execution.land_attempts + 1}",
+                    asset_selection=[asset_key(workflow)],
+                    partition_key=execution.partition_key,
+                    tags={"amc/instance": execution.instance_id, "amc/landing": "true",
+                          "amc/execution": str(execution.id)},
+                )
+            )
+        if gave_up:
+            context.log.warning(f"landing gave up after {config.monitor.max_landing_attempts} attempts: "
+                                f"{', '.join(gave_up[:10])}")
+        if not requests:
+            return dg.SkipReason("no finished AMC execution waiting to land")
+        return requests
+
+    return amc_landing_sensor

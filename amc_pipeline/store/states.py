@@ -1,0 +1,47 @@
+"""The execution lifecycle: the only statuses an attempt can have and the only moves between them.
+
+Why one table of allowed moves: every status write in the store is a compare-and-set checked against
+`ALLOWED`, so a late or duplicated observation (an old poll result, a second overlapping monitor run)
+can never move an execution backwards or out of a terminal state.
+"""
+
+from amc_pipeline.amc.models import AMC_STATUS_MAP
+
+QUEUED = "QUEUED"
+PENDING = "PENDING"
+RUNNING = "RUNNING"
+SUCCESS = "SUCCESS"
+FAILED = "FAILED"
+CANCELLED = "CANCELLED"
+TIMEOUT = "TIMEOUT"
+
+#: Every status, in lifecycle order (useful for tables and tests).
+STATUSES: tuple[str, ...] = (QUEUED, PENDING, RUNNING, SUCCESS, FAILED, CANCELLED, TIMEOUT)
+
+#: Running at AMC: they occupy one of the instance's execution slots and are polled.
+ACTIVE: frozenset[str] = frozenset({PENDING, RUNNING})
+#: Final: nothing ever moves out of these.
+TERMINAL: frozenset[str] = frozenset({SUCCESS, FAILED, CANCELLED, TIMEOUT})
+
+#: from status -> statuses it may move to. Skipped observations (PENDING straight to SUCCESS) are normal.
+ALLOWED: dict[str, frozenset[str]] = {
+    QUEUED: frozenset({PENDING, CANCELLED, FAILED}),
+    PENDING: frozenset({RUNNING, SUCCESS, FAILED, CANCELLED, TIMEOUT}),
+    RUNNING: frozenset({SUCCESS, FAILED, CANCELLED, TIMEOUT}),
+    SUCCESS: frozenset(),
+    FAILED: frozenset(),
+    CANCELLED: frozenset(),
+    TIMEOUT: frozenset(),
+}
+
+
+def can_transition(from_status: str, to_status: str) -> bool:
+    """True when `from_status -> to_status` is an allowed move. A no-op (a == b) is not a transition."""
+    return to_status in ALLOWED.get(from_status, frozenset())
+
+
+def map_amc_status(amc_status: str | None) -> str | None:
+    """AMC's status -> our lifecycle status; None for a status we do not know (log it, change nothing)."""
+    if not amc_status:
+        return None
+    return AMC_STATUS_MAP.get(amc_status.strip().upper())
