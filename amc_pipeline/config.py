@@ -112,7 +112,7 @@ class WorkflowConfig(_Model):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"expected an IANA time zone such as UTC or America/New_York, got {value!r}")
+            raise ValueError(f"expected an IANA time zone such as UTC or America/New_York, got {value!r}") from None
         return value
 
     @field_validator("tags")

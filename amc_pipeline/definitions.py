@@ -14,7 +14,7 @@ from amc_pipeline.downstream import SOURCE, campaign_performance_weekly
 from amc_pipeline.monitor.jobs import build_monitor_defs
 from amc_pipeline.resources import StoreResource
 from amc_pipeline.results.assets import build_workflow_assets
-from amc_pipeline.results.sensors import build_landing_sensor
+from amc_pipeline.results.sensors import build_landing_sensor, build_schedules, build_workflow_jobs
 
 
 def _env_or(name: str, default: str) -> str | dg.EnvVar:
@@ -39,15 +39,17 @@ def build_resources() -> dict:
 def build_definitions(config: PipelineConfig) -> dg.Definitions:
     workflow_assets = build_workflow_assets(config)
     monitor_job, monitor_sensor, cancel_job = build_monitor_defs(config)
+    workflow_jobs = build_workflow_jobs(config)
     assets: list = [*workflow_assets]
     if any(w.name == SOURCE for w in config.workflows):
         assets.append(campaign_performance_weekly)
     return dg.Definitions(
         assets=assets,
-        jobs=[monitor_job, cancel_job],
+        jobs=[monitor_job, cancel_job, *workflow_jobs],
+        schedules=build_schedules(workflow_jobs),
         sensors=[
             monitor_sensor,
-            build_landing_sensor(config, workflow_assets),
+            build_landing_sensor(config, workflow_jobs),
             dg.AutomationConditionSensorDefinition(
                 "amc_automation_sensor",
                 target=dg.AssetSelection.all(),

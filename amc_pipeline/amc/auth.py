@@ -119,9 +119,7 @@ class TokenState:
     ) -> str:
         """Store the token from LWA's answer, or raise the classified error."""
         if status_code in (400, 401, 403):
-            parts = (
-                [payload.get("error"), payload.get("error_description")] if isinstance(payload, dict) else []
-            )
+            parts = [payload.get("error"), payload.get("error_description")] if isinstance(payload, dict) else []
             text = ": ".join(p for p in parts if isinstance(p, str) and p) or error_text(payload)
             text = redact_text(text or "no reason given", self.secrets())
             raise AmcAuthError(
@@ -142,9 +140,7 @@ class TokenState:
                 retry_after=retry_after,
             )
         if not isinstance(payload, dict) or not isinstance(payload.get("access_token"), str):
-            shape = (
-                f"keys {sorted(map(str, payload))}" if isinstance(payload, dict) else type(payload).__name__
-            )
+            shape = f"keys {sorted(map(str, payload))}" if isinstance(payload, dict) else type(payload).__name__
             raise AmcError(
                 f"Login with Amazon answered without an access_token (got {shape})",
                 error_type=ErrorType.AMC_API,
@@ -158,9 +154,7 @@ class TokenState:
             expires_in = 3600.0
         # Short-lived tokens (tests, odd deployments) get a proportionate margin, not a full minute.
         margin = min(self.margin_seconds, expires_in * 0.1)
-        self.token = AccessToken(
-            value=value, refresh_at=self.clock() + expires_in - margin, expires_in=expires_in
-        )
+        self.token = AccessToken(value=value, refresh_at=self.clock() + expires_in - margin, expires_in=expires_in)
         new_refresh = payload.get("refresh_token")
         if isinstance(new_refresh, str) and new_refresh and new_refresh != self.refresh_token:
             self._seen_secrets.append(self.refresh_token)

@@ -291,9 +291,7 @@ class _Core:
             headers["Amazon-Advertising-API-MarketplaceId"] = call.instance.marketplace_id
         return headers
 
-    def build_request(
-        self, http: httpx.Client | httpx.AsyncClient, call: _Call, token: str | None
-    ) -> httpx.Request:
+    def build_request(self, http: httpx.Client | httpx.AsyncClient, call: _Call, token: str | None) -> httpx.Request:
         return http.build_request(
             call.method,
             call.url,
@@ -391,9 +389,7 @@ class _Core:
         return cls(message, error_type=ErrorType.AMC_API, status_code=status, request_id=request_id)
 
     def accept_token(self, reply: _Reply, retry_after: float | None) -> str:
-        return self.tokens.accept(
-            reply.status_code, reply.data, request_id=reply.request_id, retry_after=retry_after
-        )
+        return self.tokens.accept(reply.status_code, reply.data, request_id=reply.request_id, retry_after=retry_after)
 
     # -- retry decisions ----------------------------------------------------------------------
 
@@ -477,9 +473,7 @@ class _Core:
         if token is None:
             return None
         if token in seen:
-            raise AmcError(
-                f"{call.label}: pagination repeated a nextToken; stopping", error_type=ErrorType.AMC_API
-            )
+            raise AmcError(f"{call.label}: pagination repeated a nextToken; stopping", error_type=ErrorType.AMC_API)
         seen.add(token)
         return token
 
@@ -631,9 +625,7 @@ _Op = Generator[_Call, _Reply, T]
 
 
 def _repr(cls_name: str, core: _Core, extra: str = "") -> str:
-    return (
-        f"{cls_name}(api_url={redact_url(core.api_url)!r}, client_id={core.credentials.client_id!r}{extra})"
-    )
+    return f"{cls_name}(api_url={redact_url(core.api_url)!r}, client_id={core.credentials.client_id!r}{extra})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -898,9 +890,7 @@ class AsyncAmcClient:
         return self._core.parse(call, response)
 
     async def _request(self, call: _Call) -> _Reply:
-        async for attempt in stamina.retry_context(
-            on=self._core.retry_hook(call), **self._core.retry_kwargs()
-        ):
+        async for attempt in stamina.retry_context(on=self._core.retry_hook(call), **self._core.retry_kwargs()):
             with attempt:
                 return await self._attempt(call)
         raise AssertionError("unreachable")  # pragma: no cover

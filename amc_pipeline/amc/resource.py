@@ -29,12 +29,8 @@ class AmcResource(dg.ConfigurableResource):
     api_url: str = Field(default=DEFAULT_API_URL, description="AMC API host (or the simulator's URL).")
     token_url: str = Field(default=DEFAULT_TOKEN_URL, description="Login with Amazon token endpoint.")
     client_id: str = Field(description="LWA client id. Pass as EnvVar('AMC_CLIENT_ID').")
-    client_secret: str = Field(
-        description="LWA client secret. Pass as EnvVar('AMC_CLIENT_SECRET'), never inline."
-    )
-    refresh_token: str = Field(
-        description="LWA refresh token. Pass as EnvVar('AMC_REFRESH_TOKEN'), never inline."
-    )
+    client_secret: str = Field(description="LWA client secret. Pass as EnvVar('AMC_CLIENT_SECRET'), never inline.")
+    refresh_token: str = Field(description="LWA refresh token. Pass as EnvVar('AMC_REFRESH_TOKEN'), never inline.")
     timeout_seconds: float = Field(default=30.0, gt=0, description="Per-request read/write/pool timeout.")
     retry_budget_seconds: float = Field(
         default=120.0, gt=0, description="Total time one call may spend retrying transient failures."
@@ -53,9 +49,7 @@ class AmcResource(dg.ConfigurableResource):
 
     def get_client(self) -> AmcClient:
         """A blocking client; the caller closes it (`with resource.get_client() as client:`)."""
-        return AmcClient(
-            self.api_url, self.credentials(), timeout=self.timeout_seconds, retry=self.retry_policy()
-        )
+        return AmcClient(self.api_url, self.credentials(), timeout=self.timeout_seconds, retry=self.retry_policy())
 
     def get_async_client(self, concurrency: int = 10) -> AsyncAmcClient:
         """An asyncio client with at most `concurrency` requests in flight (`async with ...`)."""

@@ -63,8 +63,8 @@ def build_monitor_defs(config: PipelineConfig) -> tuple[dg.JobDefinition, dg.Sen
     )
     def poll_executions(context: dg.OpExecutionContext, amc: AmcResource, amc_store: StoreResource) -> None:
         store = amc_store.get_store()
-        client = amc.get_async_client(pipeline.monitor.concurrency)
-        report = poll_due(store, client, pipeline, report=PassReport())
+        report = poll_due(store, lambda: amc.get_async_client(pipeline.monitor.concurrency), pipeline,
+                          report=PassReport())
         emit_changes(context, report.changes)
         context.log.info(f"poll pass: {report.summary()}")
 

@@ -9,6 +9,7 @@ creation time and the slices are paged in parallel.
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -37,14 +38,22 @@ class _Due:
 
 def poll_due(
     store: ExecutionStore,
-    client: AsyncAmcClient,
+    client_factory: Callable[[], AsyncAmcClient],
     config: PipelineConfig,
     *,
     now: datetime | None = None,
     report: PassReport | None = None,
 ) -> PassReport:
-    """One poll pass over every due PENDING/RUNNING attempt (sync entry point for ops)."""
-    return asyncio.run(poll_due_async(store, client, config, now=now, report=report))
+    """One poll pass over every due PENDING/RUNNING attempt (sync entry point for ops).
+
+    Takes a factory because an asyncio client belongs to the event loop it was opened in.
+    """
+
+    async def run() -> PassReport:
+        async with client_factory() as client:
+            return await poll_due_async(store, client, config, now=now, report=report)
+
+    return asyncio.run(run())
 
 
 async def poll_due_async(

@@ -77,16 +77,17 @@ def _submit_for_instance(
     used_today = store.submitted_since(instance.instance_id, utc_day_start(now))
     room = min(instance.max_active_executions - active, instance.daily_execution_quota - used_today)
     quota_left = instance.daily_execution_quota - used_today
-    candidates = store.queued_for_submit(instance.instance_id, now, limit=max(room, 0) + 500)
-    for execution, attempt in candidates:
+    # Creates whose outcome is unknown come first: resolving one uses no new slot, and it must happen
+    # before anything could POST the same window again.
+    for execution, attempt in store.ambiguous_attempts(instance.instance_id, now=now):
+        workflow = _workflow(config, execution.workflow)
+        if workflow is not None:
+            _resolve_ambiguous(store, client, config, instance, workflow, execution, attempt, now, report)
+    for execution, attempt in store.queued_for_submit(instance.instance_id, now, limit=max(room, 0) + 500):
         workflow = _workflow(config, execution.workflow)
         if workflow is None:
             log.warning("execution %s names workflow %r, which is no longer configured; left queued",
                         execution.id, execution.workflow)
-            continue
-        if attempt.submit_started_at is not None and attempt.amc_execution_id is None:
-            # An earlier create's outcome is unknown: resolve it before anything else (uses no new slot).
-            _resolve_ambiguous(store, client, config, instance, workflow, execution, attempt, now, report)
             continue
         if room <= 0:
             # Wait for a free slot (re-checked after the next poll) or for tomorrow's quota, so that an

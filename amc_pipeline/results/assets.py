@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from amc_pipeline.amc.resource import AmcResource
 from amc_pipeline.config import PipelineConfig, Settings, WorkflowConfig
+from amc_pipeline.monitor.cancel import cancel_attempt
 from amc_pipeline.monitor.jobs import emit_changes
 from amc_pipeline.partitions import partitions_def, window_for
 from amc_pipeline.resources import StoreResource
@@ -191,9 +192,8 @@ def build_workflow_asset(workflow: WorkflowConfig, config: PipelineConfig) -> dg
                 f"the previous execution ended {previous.attempt.status}")
             context.log.info(f"{workflow.name}/{partition_key}: new AMC execution queued ({why}); "
                              f"the landing sensor materializes this partition when AMC finishes")
-            if previous is not None and previous.attempt and previous.attempt.status in ("QUEUED", "PENDING", "RUNNING"):
-                from amc_pipeline.monitor.cancel import cancel_attempt
-
+            active = ("QUEUED", "PENDING", "RUNNING")
+            if previous is not None and previous.attempt and previous.attempt.status in active:
                 with amc.get_client() as client:
                     change = cancel_attempt(store, client, instance, previous, previous.attempt, now,
                                             reason="superseded by a forced new execution")

@@ -30,17 +30,36 @@ from urllib.parse import urlsplit
 import httpx
 
 from amc_pipeline.amc.errors import AmcError, ErrorType
-
-try:
-    from amc_pipeline.amc.redact import redact_url
-except ImportError:  # pragma: no cover - the client package provides it
-
-    def redact_url(url: object) -> str:
-        text = str(url)
-        return text.split("?", 1)[0].split("#", 1)[0]
-
+from amc_pipeline.amc.redact import redact_text, redact_url
 
 log = logging.getLogger(__name__)
+
+
+class _RedactHttpxUrls(logging.Filter):
+    """httpx logs every request at INFO as `HTTP Request: GET <full URL>`: with a pre-signed URL that
+    is the signature. This filter (installed once on the "httpx" logger) drops query strings from
+    the URLs in those records, for every httpx client in the process."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(
+                redact_url(a) if isinstance(a, httpx.URL) or (isinstance(a, str) and "://" in a and "?" in a)
+                else a
+                for a in record.args
+            )
+        elif isinstance(record.msg, str) and "?" in record.msg and "://" in record.msg:
+            record.msg = redact_text(record.msg)
+        return True
+
+
+def install_httpx_log_redaction() -> None:
+    """Idempotent: add the URL-redacting filter to the "httpx" logger."""
+    httpx_logger = logging.getLogger("httpx")
+    if not any(isinstance(f, _RedactHttpxUrls) for f in httpx_logger.filters):
+        httpx_logger.addFilter(_RedactHttpxUrls())
+
+
+install_httpx_log_redaction()
 
 DEFAULT_CHUNK_SIZE = 1 << 20
 DEFAULT_MAX_ATTEMPTS = 4

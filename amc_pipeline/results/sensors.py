@@ -1,6 +1,7 @@
 """The landing sensor: turns each finished, not yet landed execution into one asset run."""
 
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 
@@ -11,13 +12,37 @@ from amc_pipeline.results.assets import asset_key
 MAX_REQUESTS_PER_TICK = 50
 
 
-def build_landing_sensor(config: PipelineConfig, assets: list[dg.AssetsDefinition]) -> dg.SensorDefinition:
+def workflow_job_name(workflow: str) -> str:
+    return f"amc_{workflow}_job"
+
+
+def build_workflow_jobs(config: PipelineConfig) -> list[Any]:
+    """One asset job per workflow (the workflows' partitions differ, so one job cannot hold them all)."""
+    return [
+        dg.define_asset_job(
+            workflow_job_name(w.name),
+            selection=dg.AssetSelection.assets(asset_key(w)),
+            description=f"Materialize amc/{w.name}: land its SUCCESS execution or request one.",
+            tags={"amc/instance": w.instance_id},
+        )
+        for w in config.workflows
+    ]
+
+
+def build_schedules(jobs: list[Any]) -> list[dg.ScheduleDefinition]:
+    """Request each workflow's newest window once it is available (RUNNING by default)."""
+    return [
+        dg.build_schedule_from_partitioned_job(job, default_status=dg.DefaultScheduleStatus.RUNNING)
+        for job in jobs
+    ]
+
+
+def build_landing_sensor(config: PipelineConfig, jobs: list[Any]) -> dg.SensorDefinition:
     workflows = {w.name: w for w in config.workflows}
-    keys = [asset_key(w) for w in config.workflows]
 
     @dg.sensor(
         name="amc_landing_sensor",
-        target=dg.AssetSelection.assets(*keys),
+        jobs=jobs,
         minimum_interval_seconds=config.monitor.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Requests amc/<workflow> for each SUCCESS execution not yet landed "
@@ -38,7 +63,7 @@ def build_landing_sensor(config: PipelineConfig, assets: list[dg.AssetsDefinitio
             requests.append(
                 dg.RunRequest(
                     run_key=f"land:{execution.id}:{execution.land_attempts + 1}",
-                    asset_selection=[asset_key(workflow)],
+                    job_name=workflow_job_name(workflow.name),
                     partition_key=execution.partition_key,
                     tags={"amc/instance": execution.instance_id, "amc/landing": "true",
                           "amc/execution": str(execution.id)},

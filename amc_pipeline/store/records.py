@@ -52,9 +52,7 @@ class Attempt:
     @property
     def is_ambiguous(self) -> bool:
         """A create was started and we do not know whether AMC has the execution: resolve by listing."""
-        return (
-            self.status == "QUEUED" and self.submit_started_at is not None and self.amc_execution_id is None
-        )
+        return self.status == "QUEUED" and self.submit_started_at is not None and self.amc_execution_id is None
 
     def columns(self) -> list[dict[str, Any]]:
         """`output_columns` parsed from its JSON text ([] when unknown)."""
@@ -102,9 +100,7 @@ class ExecutionView:
         return self.landed_attempt_id is not None and self.landed_attempt_id == self.current_attempt_id
 
     @classmethod
-    def from_mapping(
-        cls, row: Mapping[str, Any], prefix: str = "", attempt: Attempt | None = None
-    ) -> "ExecutionView":
+    def from_mapping(cls, row: Mapping[str, Any], prefix: str = "", attempt: Attempt | None = None) -> "ExecutionView":
         values = {name: row[prefix + name] for name in _EXECUTION_FIELDS}
         values["live"] = bool(values["live"])
         return cls(**values, attempt=attempt)

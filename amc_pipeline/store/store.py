@@ -10,6 +10,7 @@ transaction that reads and then writes never fails half-way on a stale WAL snaps
 makes concurrent writers wait for each other instead of erroring.
 """
 
+import functools
 import json
 import logging
 import secrets
@@ -144,7 +145,9 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
 def head_revision() -> str:
+    """The newest revision shipped with this code (the scripts never change while it runs)."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
@@ -162,6 +165,12 @@ def upgrade_database(engine: Engine, revision: str = "head") -> None:
     schema at head and does nothing. SQLite: the write transaction (BEGIN IMMEDIATE) plus the busy
     timeout does the same.
     """
+    if revision == "head":
+        # Fast path (every store init, e.g. each sensor tick): no lock, no write when already at head.
+        with engine.connect() as conn:
+            conn.execution_options(amc_read_only=True)
+            if MigrationContext.configure(conn).get_current_revision() == head_revision():
+                return
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
@@ -413,19 +422,13 @@ class ExecutionStore:
     def attempts_for(self, execution_id: int) -> list[Attempt]:
         """All attempts of an execution, attempt 1 first."""
         with self._read() as conn:
-            rows = conn.execute(
-                select(A).where(A.c.execution_id == execution_id).order_by(A.c.attempt)
-            ).mappings()
+            rows = conn.execute(select(A).where(A.c.execution_id == execution_id).order_by(A.c.attempt)).mappings()
             return [Attempt.from_mapping(r) for r in rows]
 
     def get_by_amc_id(self, amc_execution_id: str) -> tuple[ExecutionView, Attempt] | None:
         """The attempt AMC knows as `amc_execution_id`, with its execution (addition: adoption, debugging)."""
         with self._read() as conn:
-            row = (
-                conn.execute(_pairs_select().where(A.c.amc_execution_id == amc_execution_id))
-                .mappings()
-                .first()
-            )
+            row = conn.execute(_pairs_select().where(A.c.amc_execution_id == amc_execution_id)).mappings().first()
         return _pair_from(row) if row is not None else None
 
     # ------------------------------------------------------------------------------------------- writes
@@ -459,9 +462,7 @@ class ExecutionStore:
         if from_status == QUEUED and to_status in ACTIVE and "submitted_at" not in values:
             values["submitted_at"] = func.coalesce(A.c.submitted_at, _ts(now))
         with self.engine.begin() as conn:
-            result = conn.execute(
-                update(A).where(A.c.id == attempt_id, A.c.status == from_status).values(**values)
-            )
+            result = conn.execute(update(A).where(A.c.id == attempt_id, A.c.status == from_status).values(**values))
             changed = result.rowcount == 1
         if changed:
             logger.info("attempt %s: %s -> %s", attempt_id, from_status, to_status)
@@ -752,9 +753,7 @@ class ExecutionStore:
     def begin_landing(self, execution_id: int) -> int:
         """Count a landing attempt (atomic increment) and return its number, for unique run keys."""
         with self.engine.begin() as conn:
-            result = conn.execute(
-                update(E).where(E.c.id == execution_id).values(land_attempts=E.c.land_attempts + 1)
-            )
+            result = conn.execute(update(E).where(E.c.id == execution_id).values(land_attempts=E.c.land_attempts + 1))
             if result.rowcount != 1:
                 raise ExecutionNotFound(f"execution {execution_id}")
             return int(conn.execute(select(E.c.land_attempts).where(E.c.id == execution_id)).scalar_one())

@@ -22,8 +22,7 @@ from amc_pipeline.amc.errors import (
 )
 
 SQL_ERROR = (
-    "Unable to compile the query: From line 1, column 15 to line 1, column 29: "
-    "Object 'dsp_impressionz' not found"
+    "Unable to compile the query: From line 1, column 15 to line 1, column 29: Object 'dsp_impressionz' not found"
 )
 
 HTTP_CASES = [

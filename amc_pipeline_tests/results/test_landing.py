@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -56,8 +57,8 @@ def run_execution(sim, client, key: str, scenario: Scenario):
     """Create an execution of workflow `key` and wait for SUCCEEDED; (execution id, outputColumns)."""
     sim.set_scenario(key, scenario)
     body = execution_body(workflow_id=f"{key}-{uuid.uuid4().hex[:8]}", sql="SELECT 1",
-                          window_start=datetime(2024, 1, 1, tzinfo=UTC), window_end=datetime(2024, 1, 8, tzinfo=UTC),
-                          time_zone="UTC", timeout_seconds=3600)
+                          window_start=datetime(2024, 1, 1, tzinfo=UTC),
+                          window_end=datetime(2024, 1, 8, tzinfo=UTC), time_zone="UTC", timeout_seconds=3600)
     execution = client.create_execution(INSTANCE, body)
     for _ in range(600):  # a bound on polling, not a timing assertion
         execution = client.get_execution(INSTANCE, execution.execution_id)
@@ -66,6 +67,10 @@ def run_execution(sim, client, key: str, scenario: Scenario):
         assert execution.status in ("PENDING", "RUNNING", "PUBLISHING"), execution
         time.sleep(0.05)
     raise AssertionError("execution never SUCCEEDED")
+
+
+def snapshot(paths):
+    return {p: Path(p).read_bytes() for p in paths}
 
 
 def typed(value: str, data_type: str):
@@ -123,7 +128,7 @@ def test_multi_file_result_keeps_every_row(sim, client, tmp_path):
         "text/csv" in ct for ct in result.content_types)
     count = duckdb.sql(
         f"select count(*) from read_parquet('{tmp_path}/results/wf/*/*.parquet', hive_partitioning=true)"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     assert count == result.rows
 
 
@@ -175,7 +180,7 @@ def test_persistent_truncation_fails_and_keeps_previous_version(sim, client, tmp
     execution_id, columns = run_execution(sim, client, "good", Scenario(rows=100, files=2))
     first = land_execution(client, INSTANCE, execution_id, columns, data_dir=tmp_path, workflow="wf",
                            partition_key="k")
-    before = {p: open(p, "rb").read() for p in first.parquet_files}
+    before = snapshot(first.parquet_files)
     sim.add_fault(Fault(kind="truncate_download", endpoint="download"))
     try:
         with pytest.raises(ResultDownloadError, match="after 3 attempts") as info:
@@ -186,7 +191,7 @@ def test_persistent_truncation_fails_and_keeps_previous_version(sim, client, tmp
         sim.clear_faults()
     for marker in SECRET_MARKERS:
         assert marker not in str(info.value)
-    assert {p: open(p, "rb").read() for p in first.parquet_files} == before
+    assert snapshot(first.parquet_files) == before
     assert sorted(p.name for p in (tmp_path / "results" / "wf").iterdir()) == ["window_start=k"]
     assert not (tmp_path / "tmp").exists()
 
@@ -195,7 +200,7 @@ def test_converter_failure_on_second_file_keeps_previous_version(sim, client, tm
     execution_id, columns = run_execution(sim, client, "conv", Scenario(rows=300, files=3))
     first = land_execution(client, INSTANCE, execution_id, columns, data_dir=tmp_path, workflow="wf",
                            partition_key="k")
-    before = {p: open(p, "rb").read() for p in first.parquet_files}
+    before = snapshot(first.parquet_files)
     real = landing_module.convert_file
 
     def flaky(src, dest, *args, file_index=None, **kwargs):
@@ -209,8 +214,8 @@ def test_converter_failure_on_second_file_keeps_previous_version(sim, client, tm
         land_execution(client, INSTANCE, execution_id, columns, data_dir=tmp_path, workflow="wf",
                        partition_key="k")
     files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
-    assert files == sorted(str(__import__("pathlib").Path(p).relative_to(tmp_path)) for p in before)
-    assert {p: open(p, "rb").read() for p in first.parquet_files} == before
+    assert files == sorted(str(Path(p).relative_to(tmp_path)) for p in before)
+    assert snapshot(first.parquet_files) == before
 
 
 def test_malformed_csv_in_second_file_names_it(sim, client, tmp_path):
@@ -231,10 +236,11 @@ def test_malformed_csv_in_second_file_names_it(sim, client, tmp_path):
 def test_json_served_as_csv_is_a_clear_error(sim, client, tmp_path):
     src = tmp_path / "result.json"
     src.write_text('[{"a": 1}]', encoding="utf-8")
-    execution_id, _ = run_execution(sim, client, "jsonish", Scenario(result_files=[src], columns=[("a", "LONG")]))
+    scenario = Scenario(result_files=[src], columns=[("a", "LONG")])
+    execution_id, _ = run_execution(sim, client, "jsonish", scenario)
     with pytest.raises(ResultFormatError, match="declared CSV .* but holds JSON"):
-        land_execution(client, INSTANCE, execution_id, [("a", "LONG")], data_dir=tmp_path / "d", workflow="wf",
-                       partition_key="k")
+        land_execution(client, INSTANCE, execution_id, [("a", "LONG")], data_dir=tmp_path / "d",
+                       workflow="wf", partition_key="k")
 
 
 def test_url_on_another_host_is_refused(sim, client, tmp_path):

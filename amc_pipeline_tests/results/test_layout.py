@@ -49,8 +49,8 @@ def test_paths_and_hive_readers(tmp_path):
     frame = pd.read_parquet(root)
     assert sorted(frame["id"].tolist()) == [1, 2, 3, 4]
     rows = duckdb.sql(
-        f"select window_start::varchar, count(*) from read_parquet('{root}/*/*.parquet', hive_partitioning=true)"
-        " group by 1 order by 1"
+        f"select window_start::varchar, count(*) from read_parquet('{root}/*/*.parquet', "
+        "hive_partitioning=true) group by 1 order by 1"
     ).fetchall()
     assert rows == [("2024-01-01", 3), ("2024-01-02", 1)]
     # Nothing but the two partitions is left beside them (no staging, no set-aside dirs).

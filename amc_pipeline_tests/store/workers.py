@@ -5,6 +5,10 @@ and meets the others at a barrier right before the contended write, so the write
 Importable top-level functions: multiprocessing's spawn start method needs them.
 """
 
+import contextlib
+import multiprocessing as mp
+import queue
+import threading
 import traceback
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,26 +20,25 @@ T0 = datetime(2024, 9, 1, 12, 0, tzinfo=UTC)
 
 def run_job(url: str, index: int, name: str, args: tuple[Any, ...], barrier: Any, results: Any) -> None:
     try:
+        if name == "init":
+            # Both jobs open a store on the same fresh database at once: the migrations race.
+            barrier.wait(timeout=60)
         store = ExecutionStore(url, upgrade=name == "init")
         try:
             results.put((index, "ok", JOBS[name](store, barrier, *args)))
         finally:
             store.close()
     except BaseException:  # noqa: BLE001 - report everything to the test process
-        try:
+        with contextlib.suppress(Exception):
             barrier.abort()
-        except Exception:  # noqa: BLE001
-            pass
         results.put((index, "error", traceback.format_exc()))
 
 
-def init(store: ExecutionStore, barrier: Any) -> str:
-    """Nothing: the store's __init__ (upgrade=True) already raced the other job's migrations."""
-    return "ok"
+def init(store: ExecutionStore, barrier: Any) -> str | None:
+    """The store's __init__ (upgrade=True) already raced the other job's migrations: report the revision."""
+    from amc_pipeline.store.store import current_revision
 
-
-def init_race(url: str, barrier: Any) -> None:  # pragma: no cover - kept for symmetry
-    pass
+    return current_revision(store.engine)
 
 
 def cas(store: ExecutionStore, barrier: Any, attempt_ids: list[int], to_status: str) -> list[bool]:
@@ -89,3 +92,50 @@ JOBS = {
     "enqueue": enqueue,
     "new_attempt": new_attempt,
 }
+
+
+def run_concurrently(backend: str, url: str, jobs: list[tuple[str, tuple[Any, ...]]], timeout: float = 120) -> list:
+    """Run `<name>(store, barrier, *args)` jobs at once and return their results in job order.
+
+    Threads on SQLite (one process, separate connections), processes (spawn) on PostgreSQL: each job
+    opens its own ExecutionStore. Every thread/process is stopped before returning, even on failure.
+    """
+    n = len(jobs)
+    if backend == "sqlite":
+        barrier: Any = threading.Barrier(n)
+        results: Any = queue.Queue()
+        threads = [
+            threading.Thread(target=run_job, args=(url, i, name, args, barrier, results), daemon=True)
+            for i, (name, args) in enumerate(jobs)
+        ]
+        for t in threads:
+            t.start()
+        try:
+            collected = [results.get(timeout=timeout) for _ in jobs]
+        finally:
+            for t in threads:
+                t.join(timeout=timeout)
+    else:
+        ctx = mp.get_context("spawn")
+        barrier = ctx.Barrier(n)
+        results = ctx.Queue()
+        procs = [
+            ctx.Process(target=run_job, args=(url, i, name, args, barrier, results), daemon=True)
+            for i, (name, args) in enumerate(jobs)
+        ]
+        for p in procs:
+            p.start()
+        try:
+            collected = [results.get(timeout=timeout) for _ in jobs]
+        finally:
+            for p in procs:
+                p.join(timeout=10)
+                if p.is_alive():
+                    p.terminate()
+                    p.join(timeout=10)
+            results.close()
+    collected.sort(key=lambda r: r[0])
+    errors = [r[2] for r in collected if r[1] == "error"]
+    if errors:
+        raise AssertionError("worker failed:\n" + "\n".join(errors))
+    return [r[2] for r in collected]

@@ -33,6 +33,22 @@ Admin HTTP API (no auth; JSON in and out), mirroring the Python API:
 - `POST /_simulator/instances`  {"instance_id": ..., "advertiser_id": ..., "marketplace_id": ...}
 
 Endpoint names (faults and stats): token, create, get, list, cancel, download_urls, download, workflows.
+
+Behaviour worth knowing:
+
+- Header checks, in order: missing/unknown/expired bearer → 401; ClientId missing or not the token's
+  → 403; AdvertiserId/MarketplaceId missing → 400; unknown instance → 404; advertiser or marketplace
+  not the instance's → 403. Errors are `{"code": "<status>", "details": ...}`.
+- The simulator clock drives statuses, token expiry, URL expiry and the daily quota (per instance per
+  UTC day; 429 with Retry-After = seconds to the next UTC midnight).
+- Faults: `times` consumes one per matching request, `probability` uses `SimulatorConfig.seed`;
+  `delay_seconds` delays any fault (a `slow` fault is just the delay). `revoke_token` revokes every
+  token and lets the request fail with 401. `drop` closes the socket with no answer;
+  `lost_create_response` creates the execution, then drops; `truncate_download` sends the full
+  Content-Length and half the body; `throttle`/`error500` on downloads answer in S3 XML.
+- Saved workflows (`workflowId` in a create) must exist (404 otherwise); ad hoc creates do not.
+- With `db_path`, executions, saved workflows, tokens, instances and the clock offset are kept in
+  SQLite; result files are regenerated (deterministically) on demand.
 """
 
 from amc_pipeline.amc.simulator.app import SimulatorApp

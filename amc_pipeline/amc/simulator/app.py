@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,6 +41,8 @@ WORKFLOW_CT = "application/vnd.amcworkflows.v1+json"
 WINDOW_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
 WINDOW_TYPES = ("EXPLICIT", "MOST_RECENT_DAY", "MOST_RECENT_WEEK", "CURRENT_MONTH", "PREVIOUS_MONTH", "ALL")
 S3_BUCKET = "amc-sim-results"
+
+logger = logging.getLogger("amc_pipeline.amc.simulator")
 
 _REPORTING = re.compile(r"^/amc/reporting/[^/]+/(workflowExecutions|workflows)(/[^/]+)?(/downloadUrls)?/?$")
 
@@ -109,9 +112,7 @@ def _window(body: dict[str, Any], now: float) -> dict[str, Any] | Response:
     if window_type == "EXPLICIT":
         start_text, end_text = body.get("timeWindowStart"), body.get("timeWindowEnd")
         if not start_text or not end_text:
-            return amc_error(
-                400, "timeWindowStart and timeWindowEnd are required when timeWindowType is EXPLICIT"
-            )
+            return amc_error(400, "timeWindowStart and timeWindowEnd are required when timeWindowType is EXPLICIT")
         for name, text in (("timeWindowStart", start_text), ("timeWindowEnd", end_text)):
             if not isinstance(text, str) or not WINDOW_RE.match(text):
                 return amc_error(
@@ -126,9 +127,7 @@ def _window(body: dict[str, Any], now: float) -> dict[str, Any] | Response:
         if end_local <= start_local:
             return amc_error(400, "timeWindowEnd must be after timeWindowStart")
     else:
-        today = datetime.fromtimestamp(now, tz).replace(
-            hour=0, minute=0, second=0, microsecond=0, tzinfo=None
-        )
+        today = datetime.fromtimestamp(now, tz).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
         if window_type == "MOST_RECENT_DAY":
             start_local, end_local = today - timedelta(days=1), today
         elif window_type == "MOST_RECENT_WEEK":
@@ -163,10 +162,7 @@ def sql_compile_error(sql: str) -> str:
             f"Unable to compile query. From line {first_line}, column {col} to line {first_line}, "
             f"column {col + len(name) - 1}: Object '{name}' not found"
         )
-    return (
-        "Unable to compile query. From line 1, column 15 to line 1, column 27: "
-        "Object 'unknown_table' not found"
-    )
+    return "Unable to compile query. From line 1, column 15 to line 1, column 27: Object 'unknown_table' not found"
 
 
 class Api:
@@ -222,15 +218,11 @@ class Api:
             return instance, amc_error(401, f"Unauthorized: {text}", content_type)
         header_client = request.headers.get("amazon-advertising-api-clientid")
         if header_client != client_id or header_client != self.state.config.client_id:
-            return instance, amc_error(
-                403, "Forbidden: the client id does not match the access token", content_type
-            )
+            return instance, amc_error(403, "Forbidden: the client id does not match the access token", content_type)
         advertiser = request.headers.get("amazon-advertising-api-advertiserid")
         marketplace = request.headers.get("amazon-advertising-api-marketplaceid")
         if not advertiser:
-            return instance, amc_error(
-                400, "Missing required header Amazon-Advertising-API-AdvertiserId", content_type
-            )
+            return instance, amc_error(400, "Missing required header Amazon-Advertising-API-AdvertiserId", content_type)
         if not marketplace:
             return instance, amc_error(
                 400, "Missing required header Amazon-Advertising-API-MarketplaceId", content_type
@@ -339,9 +331,7 @@ class Api:
         record = self._record(instance, request.path_params["executionId"])
         if isinstance(record, Response):
             return record
-        return amc_json(
-            self.state.view(record, include_workflow=_bool(request.query_params.get("includeWorkflow")))
-        )
+        return amc_json(self.state.view(record, include_workflow=_bool(request.query_params.get("includeWorkflow"))))
 
     async def update(self, request: Request) -> Response:
         instance, denied = self.authorize(request)
@@ -357,20 +347,14 @@ class Api:
             status, _ = self.state.status_of(record, self.state.now())
             if "status" in body:
                 if body["status"] != "CANCELLED":
-                    return amc_error(
-                        400, f"Invalid status '{body['status']}': only CANCELLED may be requested"
-                    )
+                    return amc_error(400, f"Invalid status '{body['status']}': only CANCELLED may be requested")
                 if status not in ACTIVE:
-                    return amc_error(
-                        400, f"Cannot cancel workflow execution {record['id']} in status {status}"
-                    )
+                    return amc_error(400, f"Cannot cancel workflow execution {record['id']} in status {status}")
                 self.state.cancel(record)
             if "disableAggregationControls" in body:
                 if not isinstance(body["disableAggregationControls"], bool):
                     return amc_error(400, "disableAggregationControls must be a boolean")
-                self.state.update_public(
-                    record, {"disableAggregationControls": body["disableAggregationControls"]}
-                )
+                self.state.update_public(record, {"disableAggregationControls": body["disableAggregationControls"]})
             return amc_json(self.state.view(record))
 
     async def list(self, request: Request) -> Response:
@@ -478,9 +462,7 @@ class Api:
         q = request.query_params
         amz_date, expires, signature = q.get("X-Amz-Date"), q.get("X-Amz-Expires"), q.get("X-Amz-Signature")
         if not amz_date or not expires or not signature:
-            return s3_error(
-                "AccessDenied", "Query-string authentication requires the Signature, Expires and Date"
-            )
+            return s3_error("AccessDenied", "Query-string authentication requires the Signature, Expires and Date")
         expected = self.state.sign(path, amz_date, expires)
         if not hmac.compare_digest(expected, signature):
             return s3_error(
@@ -622,15 +604,10 @@ class Api:
                 return JSONResponse({"reset": True})
             if action == "instances":
                 if method == "POST":
-                    state.register_instance(
-                        body["instance_id"], body["advertiser_id"], body["marketplace_id"]
-                    )
+                    state.register_instance(body["instance_id"], body["advertiser_id"], body["marketplace_id"])
                 with state.lock:
                     return JSONResponse(
-                        {
-                            k: {"advertiser_id": a, "marketplace_id": m}
-                            for k, (a, m) in state.instances.items()
-                        }
+                        {k: {"advertiser_id": a, "marketplace_id": m} for k, (a, m) in state.instances.items()}
                     )
         except (KeyError, TypeError, ValueError) as exc:
             return JSONResponse({"error": f"bad admin request: {exc}"}, 400)
@@ -691,23 +668,28 @@ class SimulatorApp:
             await raw_send(message)
 
         endpoint = classify(scope["method"], scope["path"])
+        logger.debug("%s %s (%s)", scope["method"], scope["path"], endpoint or "other")  # never the query
         if endpoint is None:
             await self.inner(scope, receive, send_with_ids)
             return
         self.state.count(endpoint)
-        latency = float(self.state.config.latency_seconds)
-        if latency > 0 and endpoint != "download":
-            await asyncio.sleep(latency)
-        fault = self.state.take_fault(endpoint)
-        if fault is None:
-            await self.inner(scope, receive, send_with_ids)
-            return
-        await self.apply_fault(fault, endpoint, scope, receive, raw_send, send_with_ids)
+        self.state.enter()
+        try:
+            latency = float(self.state.config.latency_seconds)
+            if latency > 0 and endpoint != "download":
+                await asyncio.sleep(latency)
+            fault = self.state.take_fault(endpoint)
+            if fault is None:
+                await self.inner(scope, receive, send_with_ids)
+                return
+            await self.apply_fault(fault, endpoint, scope, receive, raw_send, send_with_ids)
+        finally:
+            self.state.leave()
 
     async def apply_fault(
         self, fault: Fault, endpoint: str, scope: dict[str, Any], receive: Any, raw_send: Any, send: Any
     ) -> None:
-        content_type = WORKFLOW_CT if endpoint == "workflows" else EXEC_CT
+        content_type = {"workflows": WORKFLOW_CT, "token": "application/json"}.get(endpoint, EXEC_CT)
         if fault.delay_seconds > 0:
             await asyncio.sleep(fault.delay_seconds)
         kind = fault.kind
@@ -719,10 +701,15 @@ class SimulatorApp:
             self.state.revoke_tokens()
             await self.inner(scope, receive, send)
             return
-        if kind == "throttle":
-            response = amc_error(
-                429, "Too Many Requests", content_type, {"Retry-After": str(fault.retry_after)}
-            )
+        if endpoint == "download" and kind in ("throttle", "error500"):
+            # S3 answers in XML: 503 SlowDown when throttling, 500 InternalError otherwise
+            if kind == "throttle":
+                response = s3_error("SlowDown", "Please reduce your request rate.", 503)
+                response.headers["Retry-After"] = str(fault.retry_after)
+            else:
+                response = s3_error("InternalError", "We encountered an internal error. Please try again.", 500)
+        elif kind == "throttle":
+            response = amc_error(429, "Too Many Requests", content_type, {"Retry-After": str(fault.retry_after)})
         elif kind == "error500":
             response = amc_error(500, "Internal Server Error. Please retry later.", content_type)
         elif kind == "timeout504":
@@ -760,9 +747,7 @@ class SimulatorApp:
             if state["done"]:
                 return
             if message["type"] == "http.response.start":
-                length = next(
-                    (int(v) for k, v in message.get("headers", []) if k.lower() == b"content-length"), 0
-                )
+                length = next((int(v) for k, v in message.get("headers", []) if k.lower() == b"content-length"), 0)
                 state["budget"] = length // 2
                 await send(message)
                 return

@@ -57,9 +57,7 @@ class Scenario:
 
     def __post_init__(self) -> None:
         if self.kind not in SCENARIO_KINDS:
-            raise ValueError(
-                f"unknown scenario kind {self.kind!r}; expected one of {', '.join(SCENARIO_KINDS)}"
-            )
+            raise ValueError(f"unknown scenario kind {self.kind!r}; expected one of {', '.join(SCENARIO_KINDS)}")
         if self.files is not None and not 1 <= self.files <= 5:
             raise ValueError("Scenario.files must be between 1 and 5 (AMC gives at most 5 URLs)")
         if self.rows is not None and self.rows < 0:

@@ -64,9 +64,7 @@ def normalize_columns(columns: list[Any] | None) -> list[dict[str, str]]:
             )
         elif isinstance(col, list | tuple):
             name, data_type = col[0], str(col[1]).upper()
-            column_type = (
-                col[2] if len(col) > 2 else ("METRIC" if data_type in ("LONG", "DOUBLE") else "DIMENSION")
-            )
+            column_type = col[2] if len(col) > 2 else ("METRIC" if data_type in ("LONG", "DOUBLE") else "DIMENSION")
             out.append({"name": str(name), "dataType": data_type, "columnType": str(column_type)})
         else:
             out.append({"name": str(col), "dataType": "STRING", "columnType": "DIMENSION"})
@@ -85,9 +83,7 @@ def _seed(key: str, window_start: str, window_end: str) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
-def plan(
-    key: str, window_start: str, window_end: str, rows: int | None, files: int | None
-) -> tuple[int, int]:
+def plan(key: str, window_start: str, window_end: str, rows: int | None, files: int | None) -> tuple[int, int]:
     """(rows, files) for one execution: defaults are deterministic from key and window."""
     rng = random.Random(_seed(key, window_start, window_end))
     n_rows = rng.randint(20, 300) if rows is None else rows
@@ -119,9 +115,7 @@ def _value(data_type: str, i: int, col_index: int, rng: random.Random, start: da
     if data_type == "DATE":
         return (start + timedelta(days=i % days)).strftime("%Y-%m-%d")
     if data_type == "TIMESTAMP":
-        moment = start + timedelta(
-            days=i % days, seconds=rng.randint(0, 86399), milliseconds=rng.randint(0, 999)
-        )
+        moment = start + timedelta(days=i % days, seconds=rng.randint(0, 86399), milliseconds=rng.randint(0, 999))
         return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
     if data_type == "BOOLEAN":
         return "true" if i % 2 else "false"

@@ -61,9 +61,7 @@ class SimulatorServer:
             raise
         self.port = sock.getsockname()[1]
         self._socket = sock
-        config = uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30
-        )
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run,
@@ -172,6 +170,7 @@ def serve(
     """Run the simulator in the foreground until interrupted (Ctrl-C)."""
     state = SimulatorState(config, db_path)
     try:
-        uvicorn.run(SimulatorApp(state), host=host, port=port, log_level="info", lifespan="off")
+        # no access log: it would print pre-signed URL query strings, which are credentials
+        uvicorn.run(SimulatorApp(state), host=host, port=port, log_level="info", lifespan="off", access_log=False)
     finally:
         state.close()

@@ -60,6 +60,8 @@ class SimulatorState:
         self.faults: list[dict[str, Any]] = []
         self.rng = random.Random(self.config.seed)
         self.stats_counter: Counter[str] = Counter()
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.clock_offset = 0.0
         self.executions: dict[str, dict[str, Any]] = {}
         self.workflows: dict[str, dict[str, dict[str, Any]]] = {}
@@ -86,13 +88,10 @@ class SimulatorState:
             "CREATE TABLE IF NOT EXISTS workflows (instance TEXT, workflow_id TEXT, data TEXT, "
             "PRIMARY KEY (instance, workflow_id))"
         )
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS tokens (token TEXT PRIMARY KEY, client_id TEXT, expires REAL)"
-        )
+        self.db.execute("CREATE TABLE IF NOT EXISTS tokens (token TEXT PRIMARY KEY, client_id TEXT, expires REAL)")
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         self.db.execute(
-            "CREATE TABLE IF NOT EXISTS instances "
-            "(instance TEXT PRIMARY KEY, advertiser TEXT, marketplace TEXT)"
+            "CREATE TABLE IF NOT EXISTS instances (instance TEXT PRIMARY KEY, advertiser TEXT, marketplace TEXT)"
         )
         for _id, seq, data in self.db.execute("SELECT id, seq, data FROM executions ORDER BY seq"):
             self.executions[_id] = json.loads(data)
@@ -126,9 +125,7 @@ class SimulatorState:
         if self.db is None:
             return
         if data is None:
-            self.db.execute(
-                "DELETE FROM workflows WHERE instance = ? AND workflow_id = ?", (instance, workflow_id)
-            )
+            self.db.execute("DELETE FROM workflows WHERE instance = ? AND workflow_id = ?", (instance, workflow_id))
         else:
             self.db.execute(
                 "INSERT OR REPLACE INTO workflows (instance, workflow_id, data) VALUES (?, ?, ?)",
@@ -199,6 +196,16 @@ class SimulatorState:
                         self.faults.remove(entry)
                 return fault
             return None
+
+    def enter(self) -> None:
+        """Track API requests in flight (max_in_flight shows whether clients really run concurrently)."""
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
 
     def count(self, endpoint: str) -> None:
         with self.lock:
@@ -291,11 +298,7 @@ class SimulatorState:
     def timeline(self, scenario: Scenario) -> list[tuple[float, str]]:
         cfg = self.config
         p, r = float(cfg.pending_seconds), float(cfg.running_seconds)
-        pub = (
-            float(cfg.publishing_seconds)
-            if cfg.publishing_seconds > 0
-            else (r if scenario.publishing else 0.0)
-        )
+        pub = float(cfg.publishing_seconds) if cfg.publishing_seconds > 0 else (r if scenario.publishing else 0.0)
         kind = scenario.kind
         if kind == "stuck_pending":
             return [(0.0, "PENDING")]
@@ -374,9 +377,7 @@ class SimulatorState:
                 status, changed = step, record["created"] + offset
         return status, changed
 
-    def view(
-        self, record: dict[str, Any], now: float | None = None, include_workflow: bool = False
-    ) -> dict[str, Any]:
+    def view(self, record: dict[str, Any], now: float | None = None, include_workflow: bool = False) -> dict[str, Any]:
         """The execution as AMC shows it at `now`: keys sorted like the live service."""
         now = self.now() if now is None else now
         status, changed = self.status_of(record, now)
@@ -385,9 +386,7 @@ class SimulatorState:
         out["lastUpdatedTime"] = iso_z(changed)
         scenario = record["scenario"]
         if status == "SUCCEEDED":
-            running_from = next(
-                (record["created"] + o for o, s in record["timeline"] if s == "RUNNING"), changed
-            )
+            running_from = next((record["created"] + o for o, s in record["timeline"] if s == "RUNNING"), changed)
             out.update(
                 {
                     "availableTimeBeforeWindowSecs": 0,
@@ -395,9 +394,7 @@ class SimulatorState:
                     "invalidationOffsetSecs": 266400,
                     "outputColumns": copy.deepcopy(record["columns"]),
                     "outputS3URI": f"s3://amc-sim-results/{record['instance']}/{record['id']}/",
-                    "validatedTime": iso_z(
-                        record["created"] + min(2.0, float(self.config.pending_seconds)), True
-                    ),
+                    "validatedTime": iso_z(record["created"] + min(2.0, float(self.config.pending_seconds)), True),
                 }
             )
         elif status == "FAILED":
@@ -465,9 +462,7 @@ class SimulatorState:
             return paths
 
     def sign(self, path: str, amz_date: str, expires: str) -> str:
-        return hmac.new(
-            self.signing_key, f"{path}\n{amz_date}\n{expires}".encode(), hashlib.sha256
-        ).hexdigest()
+        return hmac.new(self.signing_key, f"{path}\n{amz_date}\n{expires}".encode(), hashlib.sha256).hexdigest()
 
 
 def workflow_key(workflow_id: str) -> str:

@@ -91,16 +91,10 @@ def upgrade() -> None:
         sa.Column("failure_reason", sa.Text, nullable=True),
         sa.Column("execution_time_seconds", sa.Float, nullable=True),
         sa.Column("output_columns", sa.Text, nullable=True),
-        sa.ForeignKeyConstraint(
-            ["execution_id"], ["amc_executions.id"], name="fk_amc_execution_attempts_execution"
-        ),
+        sa.ForeignKeyConstraint(["execution_id"], ["amc_executions.id"], name="fk_amc_execution_attempts_execution"),
     )
-    op.create_index(
-        "uq_amc_execution_attempts_client_token", "amc_execution_attempts", ["client_token"], unique=True
-    )
-    op.create_index(
-        "uq_amc_execution_attempts_amc_id", "amc_execution_attempts", ["amc_execution_id"], unique=True
-    )
+    op.create_index("uq_amc_execution_attempts_client_token", "amc_execution_attempts", ["client_token"], unique=True)
+    op.create_index("uq_amc_execution_attempts_amc_id", "amc_execution_attempts", ["amc_execution_id"], unique=True)
     op.create_index(
         "uq_amc_execution_attempts_execution_attempt",
         "amc_execution_attempts",
@@ -110,9 +104,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_amc_execution_attempts_status_next_check", "amc_execution_attempts", ["status", "next_check_at"]
     )
-    op.create_index(
-        "ix_amc_execution_attempts_status_submitted", "amc_execution_attempts", ["status", "submitted_at"]
-    )
+    op.create_index("ix_amc_execution_attempts_status_submitted", "amc_execution_attempts", ["status", "submitted_at"])
     if not sqlite:
         op.create_foreign_key(
             "fk_amc_executions_current_attempt",

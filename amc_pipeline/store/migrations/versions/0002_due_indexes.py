@@ -25,9 +25,7 @@ def upgrade() -> None:
         ["status", "submit_started_at", "next_check_at"],
     )
     op.create_index("ix_amc_execution_attempts_submitted_at", "amc_execution_attempts", ["submitted_at"])
-    op.create_index(
-        "ix_amc_execution_attempts_submit_started_at", "amc_execution_attempts", ["submit_started_at"]
-    )
+    op.create_index("ix_amc_execution_attempts_submit_started_at", "amc_execution_attempts", ["submit_started_at"])
 
 
 def downgrade() -> None:

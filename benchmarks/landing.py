@@ -1,0 +1,371 @@
+"""Benchmark the results-landing path against the usual alternatives. Prints figures; not a test.
+
+    .venv/bin/python benchmarks/landing.py [--sizes 100MB,1GB] [--keep] [--tune]
+
+For each size it generates AMC-like CSV (UTF-8, header per file, quoted commas/quotes/newlines,
+non-ASCII, nulls in LONG columns, `yyyy-MM-ddTHH:mm:ss.SSS` timestamps; 1 GB = 5 files) with
+pyarrow/numpy, serves it through the project's simulator (`Scenario(result_files=...)`), and runs,
+each in its own child process so peak RSS is that method's alone (os.wait4 rusage):
+
+- ours: `land_execution` end to end (fresh URLs, HTTP download, CSV→typed Parquet, atomic swap);
+- pandas: `pd.read_csv` + `DataFrame.to_parquet`, file by file, from local disk;
+- DictReader: `csv.DictReader` into a list (the original system's way), capped at a row limit on
+  big inputs and extrapolated linearly (marked "~");
+- pyarrow: `pyarrow.csv.open_csv` → `ParquetWriter`, file by file, from local disk (our converter,
+  one file at a time, no download: the conversion floor).
+
+"types exact" checks the Parquet schema against outputColumns and, for ours, row count, the sum of
+a LONG column and its null count against what the generator wrote. MB = 10^6 bytes of CSV.
+Temp files live under one directory removed at the end unless --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+COLUMNS = [
+    ("advertiser", "STRING"),
+    ("campaign", "STRING"),
+    ("campaign_id", "LONG"),
+    ("date", "DATE"),
+    ("first_impression_time", "TIMESTAMP"),
+    ("impressions", "LONG"),
+    ("spend", "DOUBLE"),
+    ("reach", "LONG"),
+    ("filtered", "BOOLEAN"),
+]
+INSTANCE = dict(instance_id="amcdemo001", advertiser_id="ENTITY1AA1AA11AAA1", marketplace_id="ATVPDKIKX0DER")
+DICTREADER_CAP = 1_000_000
+
+
+# ------------------------------------------------------------------------------------ generation
+
+def _vocab(n: int, seed: int) -> list[str]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    tricky = ["Acme, Inc.", 'The "Best" Brand', "Line one\nline two", "Café Zürich – 東京 ✓", "Ελληνικά",
+              "Brand; semicolon", "trailing space ", "emoji 🎉 launch"]
+    out = []
+    for i in range(n):
+        base = f"Campaign {i:05d} {tricky[i % len(tricky)]}" if i % 3 == 0 else f"Campaign {i:05d} summer sale"
+        out.append(base + " " + "x" * int(rng.integers(0, 12)))
+    return out
+
+
+def generate(directory: Path, total_bytes: int, files: int, seed: int = 7) -> dict:
+    """Write `files` CSVs totalling about `total_bytes`; return paths and the checks to verify."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    advertisers = pa.array(["Acme, Inc.", "Globex", "Initech – Ünïcödé", 'Umbrella "Corp"', "Stark\nIndustries"])
+    campaigns = pa.array(_vocab(5000, seed))
+    base_day = np.datetime64("2024-01-01", "D").astype("int64")
+    base_ms = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    schema = pa.schema([
+        ("advertiser", pa.string()), ("campaign", pa.string()), ("campaign_id", pa.int64()),
+        ("date", pa.date32()), ("first_impression_time", pa.string()), ("impressions", pa.int64()),
+        ("spend", pa.float64()), ("reach", pa.int64()), ("filtered", pa.bool_()),
+    ])
+
+    def chunk(n: int) -> pa.Table:
+        ts = pa.array(base_ms + rng.integers(0, 31 * 86400 * 1000, n), pa.int64()).cast(pa.timestamp("ms"))
+        return pa.table({
+            "advertiser": pc.take(advertisers, pa.array(rng.integers(0, len(advertisers), n))),
+            "campaign": pc.take(campaigns, pa.array(rng.integers(0, len(campaigns), n))),
+            "campaign_id": pa.array(rng.integers(1, 10**12, n), mask=rng.random(n) < 0.05),
+            "date": pa.array((base_day + rng.integers(0, 31, n)).astype("int32"), pa.int32()).cast(pa.date32()),
+            "first_impression_time": pc.strftime(ts, format="%Y-%m-%dT%H:%M:%S"),
+            "impressions": pa.array(rng.integers(0, 5_000_000, n), mask=rng.random(n) < 0.02),
+            "spend": pa.array(np.round(rng.uniform(0, 100_000, n), 4)),
+            "reach": pa.array(rng.integers(0, 1_000_000, n)),
+            "filtered": pa.array(rng.random(n) < 0.5),
+        }, schema=schema)
+
+    sample = chunk(20_000)
+    import io
+    buf = io.BytesIO()
+    pacsv.write_csv(sample, buf)
+    bytes_per_row = len(buf.getvalue()) / sample.num_rows
+    rows_per_file = int(total_bytes / files / bytes_per_row)
+    paths, rows, impressions_sum, id_nulls, size = [], 0, 0, 0, 0
+    for k in range(files):
+        path = directory / f"result-{k}.csv"
+        with pacsv.CSVWriter(str(path), schema) as writer:
+            left = rows_per_file
+            while left:
+                n = min(left, 500_000)
+                table = chunk(n)
+                writer.write_table(table)
+                impressions_sum += pc.sum(table["impressions"]).as_py() or 0
+                id_nulls += table["campaign_id"].null_count
+                left -= n
+        rows += rows_per_file
+        size += path.stat().st_size
+        paths.append(str(path))
+    return {"paths": paths, "rows": rows, "bytes": size, "impressions_sum": impressions_sum,
+            "campaign_id_nulls": id_nulls}
+
+
+# ------------------------------------------------------------------------------------ children
+
+def _expected_schema():
+    from amc_pipeline.results.convert import schema_for
+    return schema_for(COLUMNS)
+
+
+def child_ours(args: dict) -> dict:
+    from amc_pipeline.amc.client import AmcClient, AmcCredentials
+    from amc_pipeline.config import InstanceConfig
+    from amc_pipeline.results.landing import land_execution
+
+    creds = AmcCredentials(client_id="sim-client-id", client_secret="sim-client-secret",
+                           refresh_token="sim-refresh-token", token_url=args["token_url"])
+    with AmcClient(args["url"], creds) as client:
+        result = land_execution(client, InstanceConfig(**INSTANCE), args["execution_id"], COLUMNS,
+                                data_dir=args["data_dir"], workflow="bench", partition_key="2024-01-01",
+                                **args.get("options", {}))
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    table = pq.read_table(result.path, columns=["impressions", "campaign_id"])
+    return {"rows": result.rows, "schema_exact": result.schema.equals(_expected_schema()),
+            "impressions_sum": pc.sum(table["impressions"]).as_py(),
+            "campaign_id_nulls": table["campaign_id"].null_count,
+            "download_seconds": result.download_seconds, "parquet_bytes": result.bytes}
+
+
+def child_pyarrow(args: dict) -> dict:
+    from amc_pipeline.results.convert import convert_csv
+    rows, exact = 0, True
+    for i, path in enumerate(args["paths"]):
+        res = convert_csv(path, Path(args["out_dir"]) / f"pa-{i}.parquet", COLUMNS, file_index=i)
+        rows += res.rows
+        exact = exact and res.schema.equals(_expected_schema())
+    return {"rows": rows, "schema_exact": exact}
+
+
+def child_pandas(args: dict) -> dict:
+    import pandas as pd
+    import pyarrow.parquet as pq
+    rows, dtypes = 0, {}
+    for i, path in enumerate(args["paths"]):
+        frame = pd.read_csv(path)
+        out = Path(args["out_dir"]) / f"pd-{i}.parquet"
+        frame.to_parquet(out)
+        rows += len(frame)
+        dtypes = {k: str(v) for k, v in frame.dtypes.items()}
+        del frame
+    schema = pq.read_schema(out)
+    exact = schema.remove_metadata().equals(_expected_schema())
+    return {"rows": rows, "schema_exact": exact, "dtypes": dtypes}
+
+
+def child_dictreader(args: dict) -> dict:
+    import csv
+    cap = args["cap"]
+    rows: list[dict] = []
+    for path in args["paths"]:
+        with open(path, encoding="utf-8", newline="") as fh:
+            for row in csv.DictReader(fh):
+                rows.append(row)
+                if cap and len(rows) >= cap:
+                    break
+        if cap and len(rows) >= cap:
+            break
+    return {"rows": len(rows), "schema_exact": False}
+
+
+CHILDREN = {"ours": child_ours, "pyarrow": child_pyarrow, "pandas": child_pandas, "dictreader": child_dictreader}
+
+
+def run_child(method: str, args: dict) -> dict:
+    """Run one method in a fresh interpreter; wall time and that process's own peak RSS (wait4)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, __file__, "--child", method, json.dumps(args)],
+                            stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{method} failed (exit {proc.returncode})")
+    result = json.loads(out.strip().splitlines()[-1])
+    result.update(seconds=result.get("seconds", wall), peak_rss_mb=usage.ru_maxrss / 1024,
+                  cpu_seconds=usage.ru_utime + usage.ru_stime)
+    return result
+
+
+def _child_main(method: str, payload: str) -> None:
+    args = json.loads(payload)
+    # Import first so every method is timed on its work, not on interpreter and library start-up.
+    if method == "pandas":
+        import pandas  # noqa: F401
+    if method != "dictreader":
+        import pyarrow.parquet  # noqa: F401
+
+        import amc_pipeline.amc.client  # noqa: F401
+        import amc_pipeline.results.landing  # noqa: F401
+    started = time.perf_counter()
+    result = CHILDREN[method](args)
+    result["seconds"] = time.perf_counter() - started
+    print(json.dumps(result))
+
+
+# ------------------------------------------------------------------------------------ driver
+
+def parse_size(text: str) -> int:
+    text = text.strip().upper()
+    for unit, factor in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if text.endswith(unit):
+            return int(float(text[: -len(unit)]) * factor)
+    return int(text)
+
+
+def land_via_simulator(sim, paths: list[str]) -> str:
+    from amc_pipeline.amc.client import AmcClient, AmcCredentials, execution_body
+    from amc_pipeline.amc.simulator import Scenario
+    from amc_pipeline.config import InstanceConfig
+
+    key = f"bench{len(paths)}x{abs(hash(tuple(paths))) % 10**6}"
+    sim.set_scenario(key, Scenario(result_files=paths, columns=[list(c) for c in COLUMNS]))
+    creds = AmcCredentials(client_id="sim-client-id", client_secret="sim-client-secret",
+                           refresh_token="sim-refresh-token", token_url=sim.token_url)
+    instance = InstanceConfig(**INSTANCE)
+    with AmcClient(sim.url, creds) as client:
+        body = execution_body(workflow_id=f"{key}-run", sql="SELECT 1", window_start=datetime(2024, 1, 1),
+                              window_end=datetime(2024, 1, 2), time_zone="UTC", timeout_seconds=3600)
+        execution = client.create_execution(instance, body)
+        for _ in range(1200):
+            execution = client.get_execution(instance, execution.execution_id)
+            if execution.status == "SUCCEEDED":
+                return execution.execution_id
+            time.sleep(0.05)
+    raise SystemExit("simulator execution never SUCCEEDED")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100MB,1GB", help="comma-separated CSV sizes (1GB+ → 5 files)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp directory (path printed)")
+    parser.add_argument("--dir", default=None, help="parent of the temp directory (default: system temp)")
+    parser.add_argument("--tune", action="store_true", help="also run ours with other workers/blocks/groups")
+    parser.add_argument("--methods", default="ours,pandas,dictreader,pyarrow")
+    parser.add_argument("--dictreader-cap", type=int, default=DICTREADER_CAP,
+                        help="row cap for csv.DictReader on inputs above 200 MB (0 = none)")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child_main(*args.child)
+        return
+
+    from amc_pipeline.amc.simulator import SimulatorConfig, SimulatorServer
+
+    root = Path(tempfile.mkdtemp(prefix="amc-landing-bench-", dir=args.dir))
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    rows_out: list[tuple] = []
+    try:
+        with SimulatorServer(SimulatorConfig(pending_seconds=0.1, running_seconds=0.1),
+                             db_path=root / "sim.db") as sim:
+            for size_text in args.sizes.split(","):
+                size = parse_size(size_text)
+                files = 5 if size >= 500 * 10**6 else 1
+                t0 = time.perf_counter()
+                gen = generate(root / f"csv-{size_text}", size, files)
+                print(f"\n== {size_text}: {gen['bytes'] / 1e6:.0f} MB CSV, {gen['rows']:,} rows, {files} file(s) "
+                      f"(generated in {time.perf_counter() - t0:.1f}s)", flush=True)
+                mb = gen["bytes"] / 1e6
+                variants: list[tuple[str, str, dict]] = []
+                for method in methods:
+                    if method == "ours":
+                        variants.append(("ours (download+convert, 2 workers)", "ours", {}))
+                        if args.tune:
+                            for label, opts in [
+                                ("ours 1 worker", {"convert_workers": 1}),
+                                ("ours block 256K", {"block_size": 256 << 10}),
+                                ("ours block 4M", {"block_size": 4 << 20}),
+                                ("ours row groups 128K", {"row_group_rows": 128 * 1024}),
+                                ("ours row groups 1M", {"row_group_rows": 1024 * 1024}),
+                                ("ours zstd", {"compression": "zstd"}),
+                            ]:
+                                variants.append((label, "ours", opts))
+                    else:
+                        variants.append(({"pandas": "pandas read_csv+to_parquet (local)",
+                                          "dictreader": "csv.DictReader → list (local)",
+                                          "pyarrow": "pyarrow open_csv→ParquetWriter (local)"}[method],
+                                         method, {}))
+                for label, method, opts in variants:
+                    work = root / f"work-{size_text}-{len(rows_out)}"
+                    work.mkdir()
+                    payload: dict = {"paths": gen["paths"], "out_dir": str(work)}
+                    extrapolate = 1.0
+                    if method == "ours":
+                        payload.update(url=sim.url, token_url=sim.token_url, data_dir=str(work),
+                                       execution_id=land_via_simulator(sim, gen["paths"]), options=opts)
+                    if method == "dictreader":
+                        cap = args.dictreader_cap if size > 200 * 10**6 else 0
+                        payload["cap"] = cap
+                        if cap and cap < gen["rows"]:
+                            extrapolate = gen["rows"] / cap
+                    res = run_child(method, payload)
+                    shutil.rmtree(work, ignore_errors=True)
+                    seconds = res["seconds"] * extrapolate
+                    exact = res.get("schema_exact")
+                    if method == "ours":
+                        exact = exact and res["rows"] == gen["rows"] and (
+                            res["impressions_sum"] == gen["impressions_sum"]
+                            and res["campaign_id_nulls"] == gen["campaign_id_nulls"])
+                    elif method in ("pyarrow", "pandas"):
+                        exact = exact and res["rows"] == gen["rows"]
+                    mark = "~" if extrapolate != 1.0 else ""
+                    rss = res["peak_rss_mb"] * extrapolate
+                    note = ""
+                    if method == "pandas" and not exact:
+                        dt = res.get("dtypes", {})
+                        note = (f"campaign_id {dt.get('campaign_id')}, date {dt.get('date')}, "
+                                f"ts {dt.get('first_impression_time')}")
+                    if method == "dictreader":
+                        note = (f"{res['rows']:,} rows measured, x{extrapolate:.1f}" if extrapolate != 1.0
+                                else "all rows") + "; every value a str"
+                    if method == "ours":
+                        note = f"download {res['download_seconds']:.1f}s, parquet {res['parquet_bytes'] / 1e6:.0f} MB"
+                    rows_out.append((size_text, label, mb / seconds, seconds, mark, rss, res["cpu_seconds"],
+                                     "yes" if exact else "no", note))
+                    print(f"  {label:42s} {mark}{mb / seconds:8.1f} MB/s  {mark}{seconds:7.1f}s  "
+                          f"peak RSS {mark}{rss:7.0f} MB  cpu {res['cpu_seconds']:6.1f}s  "
+                          f"types exact: {'yes' if exact else 'no'}  {note}", flush=True)
+    finally:
+        if args.keep:
+            print(f"\nkept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+    print("\n| size | method | MB/s | seconds | peak RSS MB | CPU s | types exact | notes |")
+    print("|---|---|---:|---:|---:|---:|---|---|")
+    for size_text, label, mbs, secs, mark, rss, cpu, exact, note in rows_out:
+        print(f"| {size_text} | {label} | {mark}{mbs:.1f} | {mark}{secs:.1f} | {mark}{rss:.0f} | {cpu:.1f} | "
+              f"{exact} | {note} |")
+    pandas_rate = {s: r[2] for r in rows_out for s in [r[0]] if r[1].startswith("pandas")}
+    for size_text, label, mbs, *_ in rows_out:
+        if label.startswith("ours (") and size_text in pandas_rate:
+            print(f"{size_text}: ours / pandas throughput = {mbs / pandas_rate[size_text]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
