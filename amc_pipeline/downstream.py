@@ -63,7 +63,9 @@ def campaign_performance_weekly(context: dg.AssetExecutionContext) -> dg.Materia
         }).group_by(["week_start", "campaign"]).aggregate([
             ("impressions", "sum"), ("clicks", "sum"), ("spend", "sum"), ("day", "count_distinct"),
         ])
-        rollup = grouped.rename_columns(["impressions", "clicks", "spend", "days", "week_start", "campaign"])
+        names = {"impressions_sum": "impressions", "clicks_sum": "clicks", "spend_sum": "spend",
+                 "day_count_distinct": "days"}
+        rollup = grouped.rename_columns([names.get(n, n) for n in grouped.column_names])
         rollup = rollup.select(["week_start", "campaign", "impressions", "clicks", "spend", "days"]).sort_by(
             [("week_start", "ascending"), ("campaign", "ascending")])
     tmp = target.with_suffix(".parquet.tmp")

@@ -9,6 +9,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import dagster as dg
 import pyarrow as pa
@@ -78,7 +80,7 @@ def previous_landed_schema(store: ExecutionStore, workflow: str, partition_key: 
               if e.landed_at is not None and e.partition_key != partition_key and e.uri]
     landed.sort(key=lambda e: e.landed_at, reverse=True)
     for execution in landed:
-        folder = Path(execution.uri.removeprefix("file://"))
+        folder = Path(url2pathname(urlparse(execution.uri).path))
         parts = sorted(folder.glob("part-*.parquet"))
         if parts:
             return execution.partition_key, pq.read_schema(parts[0])
@@ -151,22 +153,31 @@ def build_workflow_asset(workflow: WorkflowConfig, config: PipelineConfig) -> dg
     instance = config.instance(workflow.instance_id)
     policy = config.monitor
 
-    @dg.asset(
-        key=key,
-        group_name="amc",
-        partitions_def=partitions_def(workflow),
-        description=_description(workflow),
-        kinds={"amc", "parquet"},
-        owners=list(workflow.owners) or None,
-        tags={**workflow.tags, "amc/instance": workflow.instance_id},
-        output_required=False,
+    pdef = partitions_def(workflow)
+    # A multi_asset with can_subset=True: a run that only enqueues yields no materialization, and then
+    # no check results either, which a plain @asset with check_specs would refuse.
+    @dg.multi_asset(
+        name=f"amc__{workflow.name}",
+        specs=[
+            dg.AssetSpec(
+                key=key,
+                group_name="amc",
+                description=_description(workflow),
+                kinds={"amc", "parquet"},
+                owners=list(workflow.owners),
+                tags={**workflow.tags, "amc/instance": workflow.instance_id},
+                metadata={"amc/workflow": workflow.name, "amc/instance": workflow.instance_id},
+                skippable=True,
+            )
+        ],
+        partitions_def=pdef,
+        can_subset=True,
         check_specs=[
-            dg.AssetCheckSpec(SCHEMA_CHECK, asset=key, blocking=True,
+            dg.AssetCheckSpec(SCHEMA_CHECK, asset=key, blocking=True, partitions_def=pdef,
                               description="Columns match the last landed partition (added, removed, retyped)."),
-            dg.AssetCheckSpec(ROWS_CHECK, asset=key,
+            dg.AssetCheckSpec(ROWS_CHECK, asset=key, partitions_def=pdef,
                               description="The window has rows (recent windows may be empty while AMC lags)."),
         ],
-        metadata={"amc/workflow": workflow.name, "amc/instance": workflow.instance_id},
         pool=f"amc-{workflow.instance_id}",
     )
     def _workflow_asset(

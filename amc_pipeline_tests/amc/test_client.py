@@ -386,3 +386,14 @@ def test_250_executions_come_in_three_pages(sim, client, instance):
     oldest_first = list(client.list_executions(instance, min_creation_time=since(), sort_ascending=True))
     times = [e.create_time for e in oldest_first]
     assert times == sorted(times)
+
+
+def test_threads_share_one_token_refresh(sim, client, instance):
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids = [client.create_execution(instance, body_for(token=f"th{i}")).execution_id for i in range(16)]
+    sim.revoke_tokens()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda i: client.get_execution(instance, i), ids))
+    assert [r.execution_id for r in results] == ids
+    assert stat(sim, "token") == 2  # the first token, then one refresh for all eight threads
