@@ -503,6 +503,7 @@ class _Core:
         instance: InstanceLike,
         *,
         min_creation_time: datetime | None = None,
+        max_creation_time: datetime | None = None,
         workflow_id: str | None = None,
         include_cancelled: bool = True,
         sort_ascending: bool = False,
@@ -518,6 +519,10 @@ class _Core:
         }
         if min_creation_time is not None:
             params["minCreationTime"] = _list_time(min_creation_time)
+        if max_creation_time is not None:
+            # Not in the OpenAPI text, but in Amazon's recorded collection: bounds a creation-time slice,
+            # so the poller can page several slices in parallel.
+            params["maxCreationTime"] = _list_time(max_creation_time)
         if workflow_id:
             params["workflowId"] = workflow_id
         if next_token:
@@ -723,6 +728,7 @@ class AmcClient:
         instance: InstanceLike,
         *,
         min_creation_time: datetime | None = None,
+        max_creation_time: datetime | None = None,
         workflow_id: str | None = None,
         include_cancelled: bool = True,
         sort_ascending: bool = False,
@@ -737,6 +743,7 @@ class AmcClient:
             self._core.op_list_executions_page(
                 instance,
                 min_creation_time=min_creation_time,
+                max_creation_time=max_creation_time,
                 workflow_id=workflow_id,
                 include_cancelled=include_cancelled,
                 sort_ascending=sort_ascending,
@@ -750,6 +757,7 @@ class AmcClient:
         instance: InstanceLike,
         *,
         min_creation_time: datetime | None = None,
+        max_creation_time: datetime | None = None,
         workflow_id: str | None = None,
         include_cancelled: bool = True,
         sort_ascending: bool = False,
@@ -759,6 +767,7 @@ class AmcClient:
         """Every execution matching the filters, fetching pages lazily."""
         kwargs = dict(
             min_creation_time=min_creation_time,
+            max_creation_time=max_creation_time,
             workflow_id=workflow_id,
             include_cancelled=include_cancelled,
             sort_ascending=sort_ascending,
@@ -916,6 +925,7 @@ class AsyncAmcClient:
         instance: InstanceLike,
         *,
         min_creation_time: datetime | None = None,
+        max_creation_time: datetime | None = None,
         workflow_id: str | None = None,
         include_cancelled: bool = True,
         sort_ascending: bool = False,
@@ -926,6 +936,7 @@ class AsyncAmcClient:
             self._core.op_list_executions_page(
                 instance,
                 min_creation_time=min_creation_time,
+                max_creation_time=max_creation_time,
                 workflow_id=workflow_id,
                 include_cancelled=include_cancelled,
                 sort_ascending=sort_ascending,
@@ -939,6 +950,7 @@ class AsyncAmcClient:
         instance: InstanceLike,
         *,
         min_creation_time: datetime | None = None,
+        max_creation_time: datetime | None = None,
         workflow_id: str | None = None,
         include_cancelled: bool = True,
         sort_ascending: bool = False,
@@ -947,6 +959,7 @@ class AsyncAmcClient:
     ) -> AsyncIterator[AmcExecution]:
         kwargs = dict(
             min_creation_time=min_creation_time,
+            max_creation_time=max_creation_time,
             workflow_id=workflow_id,
             include_cancelled=include_cancelled,
             sort_ascending=sort_ascending,

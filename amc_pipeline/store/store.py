@@ -33,6 +33,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    insert,
     literal,
     or_,
     select,
@@ -60,6 +61,7 @@ from amc_pipeline.store.tables import (
     UTCDateTime,
     amc_execution_attempts,
     amc_executions,
+    amc_monitor_heartbeats,
 )
 
 logger = logging.getLogger(__name__)
@@ -836,3 +838,38 @@ class ExecutionStore:
         )
         with self._read() as conn:
             return {r[0] for r in conn.execute(stmt)}
+
+    # --- health ---------------------------------------------------------------------------------
+
+    def record_heartbeat(self, name: str, *, ok: bool, detail: str | None = None, now: datetime | None = None) -> None:
+        """Record one monitor pass: `ok` when AMC answered. Upsert by name, race-safe across processes."""
+        now = _utc(now)
+        H = amc_monitor_heartbeats
+        values: dict[str, Any] = {"last_attempt_at": now, "ok": ok, "detail": (detail or "")[:2000]}
+        if ok:
+            values["last_ok_at"] = now
+        for _ in range(2):
+            with self.engine.begin() as conn:
+                if conn.execute(update(H).where(H.c.name == name).values(**values)).rowcount:
+                    return
+                try:
+                    with conn.begin_nested():
+                        conn.execute(insert(H).values(name=name, **values))
+                    return
+                except IntegrityError:
+                    continue
+
+    def heartbeat(self, name: str) -> dict[str, Any] | None:
+        H = amc_monitor_heartbeats
+        with self._read() as conn:
+            row = conn.execute(select(H).where(H.c.name == name)).mappings().first()
+        return dict(row) if row else None
+
+    def attempts_since(self, since: datetime, *, workflow: str | None = None) -> list[tuple[ExecutionView, Attempt]]:
+        """Every attempt created since `since` with its execution (for metrics), oldest first."""
+        stmt = _pairs_select().where(A.c.created_at >= _ts(_utc(since)))
+        if workflow is not None:
+            stmt = stmt.where(E.c.workflow == workflow)
+        stmt = stmt.order_by(A.c.created_at, A.c.id)
+        with self._read() as conn:
+            return [_pair_from(r) for r in conn.execute(stmt).mappings()]

@@ -164,3 +164,14 @@ Index("ix_amc_execution_attempts_submit_started_at", amc_execution_attempts.c.su
 ATTEMPT_WRITABLE: frozenset[str] = frozenset(
     c.name for c in amc_execution_attempts.c if c.name not in {"id", "execution_id", "attempt", "status"}
 )
+
+# Revision 0003: when the monitor last checked AMC successfully, for the health check and `doctor`.
+amc_monitor_heartbeats = Table(
+    "amc_monitor_heartbeats",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("last_attempt_at", UTCDateTime(), nullable=False),
+    Column("last_ok_at", UTCDateTime(), nullable=True),
+    Column("ok", Boolean, nullable=False),
+    Column("detail", Text, nullable=True),
+)

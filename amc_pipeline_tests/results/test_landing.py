@@ -153,8 +153,9 @@ def test_fault_in_the_middle_of_a_landing(sim, client, tmp_path, caplog, fault):
 
     caplog.set_level(logging.DEBUG)
     before = sim.stats().get("download_urls", 0)
+    # One download at a time, so "after file 0" is deterministic.
     result = land_execution(client, INSTANCE, execution_id, columns, data_dir=tmp_path, workflow="wf",
-                            partition_key="2024-01-01", on_file=on_file)
+                            partition_key="2024-01-01", on_file=on_file, downloader_options={"workers": 1})
     assert result.files == 3
     assert_landed_equals_served(sim, execution_id, columns, result, tmp_path, "2024-01-01")
     assert sim.stats()["download"] == 4  # three files + one retry
@@ -162,6 +163,17 @@ def test_fault_in_the_middle_of_a_landing(sim, client, tmp_path, caplog, fault):
     assert "attempt 1/" in caplog.text
     for marker in SECRET_MARKERS:
         assert marker not in caplog.text
+
+
+@pytest.mark.parametrize("fault", ["expire_url", "truncate_download"])
+def test_fault_during_concurrent_downloads(sim, client, tmp_path, fault):
+    execution_id, columns = run_execution(sim, client, "concurrent", Scenario(rows=4000, files=5))
+    sim.add_fault(Fault(kind=fault, endpoint="download", times=1))  # one of the first two downloads
+    result = land_execution(client, INSTANCE, execution_id, columns, data_dir=tmp_path, workflow="wf",
+                            partition_key="k", downloader_options={"workers": 2})
+    assert result.files == 5
+    assert_landed_equals_served(sim, execution_id, columns, result, tmp_path, "k")
+    assert sim.stats()["download"] == 6
 
 
 def test_url_expired_before_start_of_second_file_via_clock(sim, client, tmp_path):
