@@ -11,6 +11,7 @@ import dagster as dg
 from amc_pipeline.amc.resource import AmcResource
 from amc_pipeline.config import DEFAULT_API_URL, DEFAULT_TOKEN_URL, PipelineConfig, Settings, load_config
 from amc_pipeline.downstream import SOURCE, campaign_performance_weekly
+from amc_pipeline.health.assets import build_health_defs
 from amc_pipeline.monitor.jobs import build_monitor_defs
 from amc_pipeline.resources import StoreResource
 from amc_pipeline.results.assets import build_workflow_assets
@@ -40,15 +41,18 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
     workflow_assets = build_workflow_assets(config)
     monitor_job, monitor_sensor, cancel_job = build_monitor_defs(config)
     workflow_jobs = build_workflow_jobs(config)
-    assets: list = [*workflow_assets]
+    health_assets, health_checks, checks_sensor, checks_job = build_health_defs(config)
+    assets: list = [*workflow_assets, *health_assets]
     if any(w.name == SOURCE for w in config.workflows):
         assets.append(campaign_performance_weekly)
     return dg.Definitions(
         assets=assets,
-        jobs=[monitor_job, cancel_job, *workflow_jobs],
+        asset_checks=health_checks,
+        jobs=[monitor_job, cancel_job, checks_job, *workflow_jobs],
         schedules=build_schedules(workflow_jobs),
         sensors=[
             monitor_sensor,
+            checks_sensor,
             build_landing_sensor(config, workflow_jobs),
             dg.AutomationConditionSensorDefinition(
                 "amc_automation_sensor",

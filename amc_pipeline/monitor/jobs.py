@@ -65,6 +65,7 @@ def build_monitor_defs(config: PipelineConfig) -> tuple[dg.JobDefinition, dg.Sen
         store = amc_store.get_store()
         report = poll_due(store, lambda: amc.get_async_client(pipeline.monitor.concurrency), pipeline,
                           report=PassReport())
+        store.record_heartbeat("poll", ok=not report.outage, detail=report.summary())
         emit_changes(context, report.changes)
         context.log.info(f"poll pass: {report.summary()}")
 

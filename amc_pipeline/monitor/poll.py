@@ -8,7 +8,7 @@ creation time and the slices are paged in parallel.
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 #: Errors that say "AMC or the network is down", not "this execution is broken".
 OUTAGE_TYPES = frozenset({ErrorType.NETWORK, ErrorType.TIMEOUT, ErrorType.RESOURCE, ErrorType.AUTHENTICATION})
 LIST_SLACK = timedelta(minutes=10)
+#: Executions per list page (AMC's maximum).
+PAGE_SIZE = 100
 
 
 @dataclass
@@ -100,19 +102,36 @@ async def _poll_instance(store, client, config, instance, items, now, report) ->
         report.outage = True
         log.warning("AMC unreachable for instance %s (%s); no execution is failed for it; polling resumes",
                     instance.instance_id, next(iter(errors.values())))
+    # Unchanged statuses (almost all of them in a big pass) and outage errors only reschedule the next
+    # check: they are written together in one transaction (store.record_checks) instead of one each.
+    quiet: list[tuple[int, str, datetime | None]] = []
     for item in items:
         amc_id = item.attempt.amc_execution_id
         if amc_id in observed:
-            apply_observation(store, config, item.execution, item.attempt, observed[amc_id], now, report)
+            amc = observed[amc_id]
+            if _unchanged(item.attempt, amc):
+                report.checked += 1
+                quiet.append((item.attempt.id, item.attempt.status, next_check_at(policy, item.attempt, now)))
+            else:
+                apply_observation(store, config, item.execution, item.attempt, amc, now, report)
         elif amc_id in errors:
             err = errors[amc_id]
             if outage or err.error_type in OUTAGE_TYPES or (err.status_code or 0) >= 500:
-                store.record_check(item.attempt.id, now=now,
-                                   next_check_at=next_check_at(policy, item.attempt, now))
+                quiet.append((item.attempt.id, item.attempt.status, next_check_at(policy, item.attempt, now)))
                 report.errors += 1
             else:
                 record_error(store, config, item.execution, item.attempt, _describe(err), err.error_type,
                              now, report)
+    store.record_checks(quiet, now=now)
+
+
+def _unchanged(attempt: Attempt, amc: AmcExecution) -> bool:
+    """AMC reports the status the store already has (same raw status too): only the next check moves.
+
+    Mirrors the no-change branch of `apply_observation`, which handles every other case.
+    """
+    return amc.lifecycle_status is not None and amc.lifecycle_status == attempt.status \
+        and amc.status == attempt.amc_status
 
 
 def _describe(err: AmcError) -> str:
@@ -141,17 +160,7 @@ async def _get_statuses(client, instance, items, concurrency, report):
 async def _list_statuses(client, instance, items, concurrency, report) -> dict[str, AmcExecution]:
     """Statuses of `items` from list pages, creation-time slices paged in parallel."""
     wanted = {i.attempt.amc_execution_id for i in items}
-    times = sorted((i.attempt.submitted_at or i.attempt.created_at) for i in items)
-    slices = max(1, min(concurrency, len(times) // 100 + 1))
-    per = -(-len(times) // slices)
-    bounds: list[tuple[datetime, datetime | None]] = []
-    for s in range(slices):
-        chunk = times[s * per:(s + 1) * per]
-        if not chunk:
-            continue
-        lo = chunk[0] - LIST_SLACK if s == 0 else chunk[0]
-        hi = times[(s + 1) * per] if (s + 1) * per < len(times) else None
-        bounds.append((lo, hi))
+    bounds = _slices([i.attempt.submitted_at or i.attempt.created_at for i in items], concurrency)
     observed: dict[str, AmcExecution] = {}
     sem = asyncio.Semaphore(concurrency)
 
@@ -163,7 +172,7 @@ async def _list_statuses(client, instance, items, concurrency, report) -> dict[s
                 try:
                     page, token = await client.list_executions_page(
                         instance, min_creation_time=lo, max_creation_time=hi, include_cancelled=True,
-                        sort_ascending=True, limit=100, next_token=token,
+                        sort_ascending=True, limit=PAGE_SIZE, next_token=token,
                     )
                 except AmcError as exc:
                     log.warning("list page failed (%s); falling back to single gets", exc)
@@ -176,6 +185,37 @@ async def _list_statuses(client, instance, items, concurrency, report) -> dict[s
 
     await asyncio.gather(*(page_through(lo, hi) for lo, hi in bounds))
     return observed
+
+
+def _slices(times: list[datetime], concurrency: int) -> list[tuple[datetime, datetime | None]]:
+    """Creation-time ranges (min, max inclusive; None = open) that together cover every due execution.
+
+    AMC compares creation times in whole seconds, so the ranges are cut between seconds: adjacent
+    ranges never share a second (a shared second would be listed twice, and when many executions were
+    created in the same second every slice would page through all of them). Each range holds about
+    `ceil(pages / slices)` full pages of our executions, so a slice's pages are full and the slices
+    finish together. Ranges are contiguous (max = next min - 1 s), so an execution whose AMC
+    createTime is a little before our submitted_at is still in some range; the first range opens
+    LIST_SLACK earlier for the same reason.
+    """
+    per_second = Counter(t.replace(microsecond=0) for t in times)
+    pages = -(-len(times) // PAGE_SIZE)
+    slices = max(1, min(concurrency, pages))
+    capacity = -(-pages // slices) * PAGE_SIZE
+    starts: list[datetime] = []
+    filled = 0
+    for second in sorted(per_second):
+        count = per_second[second]
+        if not starts or filled + count > capacity:
+            starts.append(second)
+            filled = 0
+        filled += count
+    bounds: list[tuple[datetime, datetime | None]] = []
+    for index, start in enumerate(starts):
+        lo = start - LIST_SLACK if index == 0 else start
+        hi = starts[index + 1] - timedelta(seconds=1) if index + 1 < len(starts) else None
+        bounds.append((lo, hi))
+    return bounds
 
 
 async def _enforce_timeouts(store, client, config, items: list[_Due], now, report) -> list[_Due]:

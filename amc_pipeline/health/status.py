@@ -1,0 +1,121 @@
+"""What is stuck, what failed, and whether the monitor and AMC are healthy: computed from the store.
+
+Shared by the asset checks (what the UI shows), `amc-pipeline doctor` (the terminal) and the metrics
+asset, so all three tell the same story.
+"""
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from amc_pipeline.config import PipelineConfig, WorkflowConfig
+from amc_pipeline.store.store import ExecutionStore
+
+FINAL_FAILURES = ("FAILED", "TIMEOUT", "CANCELLED")
+STALE_AFTER = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class StuckExecution:
+    workflow: str
+    partition_key: str
+    status: str
+    amc_execution_id: str | None
+    age_minutes: float
+    limit_minutes: int
+
+
+@dataclass(frozen=True)
+class FailedExecution:
+    workflow: str
+    partition_key: str
+    status: str
+    error_type: str | None
+    reason: str | None
+    attempts: int
+    amc_execution_id: str | None
+
+
+def stuck_executions(store: ExecutionStore, workflow: WorkflowConfig, now: datetime | None = None
+                     ) -> list[StuckExecution]:
+    """PENDING longer than `stuck_pending_minutes`, RUNNING longer than `stuck_running_minutes`."""
+    now = now or datetime.now(UTC)
+    found = []
+    for execution in store.list_executions(workflow=workflow.name, status=("PENDING", "RUNNING"), limit=10_000):
+        attempt = execution.attempt
+        since = attempt.status_changed_at or attempt.submitted_at or execution.requested_at
+        age = (now - since).total_seconds() / 60
+        limit = workflow.stuck_pending_minutes if attempt.status == "PENDING" else workflow.stuck_running_minutes
+        if age > limit:
+            found.append(StuckExecution(workflow.name, execution.partition_key, attempt.status,
+                                        attempt.amc_execution_id, round(age, 1), limit))
+    return sorted(found, key=lambda s: s.partition_key)
+
+
+def failed_executions(store: ExecutionStore, workflow: WorkflowConfig) -> list[FailedExecution]:
+    """Windows whose current attempt ended FAILED, TIMEOUT or CANCELLED and will not be retried."""
+    found = []
+    for execution in store.list_executions(workflow=workflow.name, status=FINAL_FAILURES, limit=10_000):
+        attempt = execution.attempt
+        found.append(FailedExecution(workflow.name, execution.partition_key, attempt.status, attempt.error_type,
+                                     attempt.failure_reason or attempt.last_error, attempt.attempt,
+                                     attempt.amc_execution_id))
+    return sorted(found, key=lambda f: f.partition_key)
+
+
+@dataclass
+class Health:
+    healthy: bool
+    problems: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def monitor_health(store: ExecutionStore, config: PipelineConfig, *, now: datetime | None = None,
+                   amc_probe: Any = None, error_rate_threshold: float = 0.5) -> Health:
+    """Stale poller, unreachable AMC, high error rate. `amc_probe()` returns None or an error text."""
+    now = now or datetime.now(UTC)
+    health = Health(healthy=True)
+    overdue = store.due_for_poll(now - STALE_AFTER)
+    beat = store.heartbeat("poll")
+    health.facts["overdue_checks"] = len(overdue)
+    health.facts["last_successful_poll"] = beat["last_ok_at"].isoformat() if beat and beat["last_ok_at"] else "never"
+    if overdue:
+        health.problems.append(
+            f"poller stale: {len(overdue)} active executions not checked for over "
+            f"{int(STALE_AFTER.total_seconds() // 60)} minutes past their due time")
+    if beat is not None and not beat["ok"]:
+        health.problems.append(f"the last monitor pass could not reach AMC ({beat['detail'] or 'no detail'})")
+    if amc_probe is not None:
+        problem = amc_probe()
+        health.facts["amc_reachable"] = problem is None
+        if problem:
+            health.problems.append(f"AMC unreachable: {problem}")
+    recent = store.attempts_since(now - timedelta(hours=24))
+    finished = [a for _, a in recent if a.status in ("SUCCESS", "FAILED", "TIMEOUT")]
+    errors = [a for a in finished if a.status != "SUCCESS"]
+    rate = len(errors) / len(finished) if finished else 0.0
+    health.facts["error_rate_24h"] = round(rate, 3)
+    if len(finished) >= 4 and rate > error_rate_threshold:
+        health.problems.append(f"error rate {rate:.0%} over the last 24 h ({len(errors)} of {len(finished)})")
+    health.healthy = not health.problems
+    return health
+
+
+def amc_probe_for(amc_resource: Any, config: PipelineConfig):
+    """A callable that refreshes the token and makes one cheap list call per instance."""
+
+    def probe() -> str | None:
+        from amc_pipeline.amc.errors import AmcError
+
+        try:
+            with amc_resource.get_client() as client:
+                for instance in config.instances:
+                    client.list_executions_page(instance, min_creation_time=datetime.now(UTC) - timedelta(hours=1),
+                                                limit=1)
+        except AmcError as exc:
+            return f"{exc.error_type.value}: {exc.details or exc}"
+        except Exception as exc:  # configuration problems (missing env vars) surface here too
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    return probe
