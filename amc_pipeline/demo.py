@@ -8,6 +8,7 @@ under ./data, the Dagster instance under ./.dagster_home. Three workflows show t
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -82,6 +83,13 @@ def request_demo_partitions(config: PipelineConfig, partitions: dict[str, int] |
     return requested
 
 
+def simulator_db() -> Path:
+    """The simulator keeps its executions beside our store, so a restarted demo finds what it left."""
+    data_dir = Settings.from_env().data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return data_dir / "simulator.db"
+
+
 def dagster_home() -> Path:
     home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home")
     home.mkdir(parents=True, exist_ok=True)
@@ -108,7 +116,7 @@ class DemoSummary:
 def run_ui(config: PipelineConfig, *, port: int = 3000, sim_port: int = 8765) -> int:
     """Simulator in this process, `dagster dev` as a child; Ctrl-C stops both."""
     sim_config = simulator_config(config)
-    with SimulatorServer(sim_config, port=sim_port) as sim:
+    with SimulatorServer(sim_config, port=sim_port, db_path=simulator_db()) as sim:
         env = {**os.environ, **simulator_env(sim, sim_config), "DAGSTER_HOME": str(dagster_home())}
         with patched_environ(simulator_env(sim, sim_config)):
             requested = request_demo_partitions(config)
@@ -117,6 +125,11 @@ def run_ui(config: PipelineConfig, *, port: int = 3000, sim_port: int = 8765) ->
         cmd = [sys.executable, "-m", "dagster", "dev", "-m", "amc_pipeline.definitions",
                "-h", "127.0.0.1", "-p", str(port)]
         proc = subprocess.Popen(cmd, env=env, cwd=PROJECT_ROOT)
+
+        def stop(signum, frame):  # SIGTERM (e.g. `timeout`, systemd) stops dagster dev too, not only us
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop)
         try:
             return proc.wait()
         except KeyboardInterrupt:
@@ -128,41 +141,52 @@ def run_ui(config: PipelineConfig, *, port: int = 3000, sim_port: int = 8765) ->
                 return proc.wait()
 
 
-def run_headless(config: PipelineConfig, *, timeout_seconds: float = 300.0, stuck_after: float = 20.0) -> DemoSummary:
-    """The demo without the UI: drive the monitor job and landings in this process until done."""
+def run_headless(config: PipelineConfig, *, timeout_seconds: float = 300.0) -> DemoSummary:
+    """The demo without the UI: drive the monitor job, landings and checks in this process until done.
+
+    Done means: every requested window is landed or failed, and the stuck one has been PENDING past its
+    workflow's `stuck_pending_minutes`, so the final check run shows a passed, a failed and a stuck check.
+    """
     import dagster as dg
 
     from amc_pipeline.definitions import build_definitions
+    from amc_pipeline.health.status import stuck_executions
     from amc_pipeline.resources import store_for
 
     sim_config = simulator_config(config, pending_seconds=1.0, running_seconds=2.0)
-    with SimulatorServer(sim_config, port=0) as sim, patched_environ(simulator_env(sim, sim_config)):
+    with SimulatorServer(sim_config, port=0, db_path=simulator_db()) as sim, \
+            patched_environ(simulator_env(sim, sim_config)):
         defs = build_definitions(config)
         store = store_for(Settings.from_env().database_url)
         requested = request_demo_partitions(config)
         print(f"AMC simulator on {sim.url}; requested {len(requested)} partitions", flush=True)
         instance = dg.DagsterInstance.ephemeral()
-        monitor = defs.get_job_def("amc_monitor")
+        monitor = defs.resolve_job_def("amc_monitor")
         started = time.monotonic()
         summary = DemoSummary()
         while time.monotonic() - started < timeout_seconds:
             monitor.execute_in_process(instance=instance, raise_on_error=False)
             for execution in store.landable(datetime.now(UTC)):
-                key = dg.AssetKey(["amc", execution.workflow])
-                result = defs.get_implicit_global_asset_job_def().get_subset(asset_selection={key}) \
-                    .execute_in_process(instance=instance, partition_key=execution.partition_key,
-                                        raise_on_error=False)
+                job = defs.resolve_job_def(f"amc_{execution.workflow}_job")
+                result = job.execute_in_process(instance=instance, partition_key=execution.partition_key,
+                                                raise_on_error=False)
                 for check in result.get_asset_check_evaluations():
-                    summary.checks[f"{execution.workflow}/{execution.partition_key}:{check.check_name}"] = (
-                        "passed" if check.passed else "FAILED")
+                    if check.check_name in ("schema_matches_previous", "has_rows"):
+                        summary.checks[f"{execution.workflow}/{execution.partition_key}:{check.check_name}"] = (
+                            "passed" if check.passed else "FAILED")
             executions = [e for e in store.list_executions() if e.workflow in DEMO_PARTITIONS]
-            active = [e for e in executions if e.attempt and e.attempt.status in ("QUEUED", "PENDING", "RUNNING")
-                      and not (e.attempt.status == "PENDING" and time.monotonic() - started > stuck_after)]
-            waiting = [e for e in executions if e.attempt and e.attempt.status == "SUCCESS"
-                       and e.landed_attempt_id != e.attempt.id]
-            if not active and not waiting:
+            in_flight = [e for e in executions if e.attempt and e.attempt.status in ("QUEUED", "RUNNING")
+                         or (e.attempt and e.attempt.status == "SUCCESS" and e.landed_attempt_id != e.attempt.id)]
+            pending = [e for e in executions if e.attempt and e.attempt.status == "PENDING"]
+            stuck = {s.partition_key for w in config.workflows for s in stuck_executions(store, w)}
+            if not in_flight and all(e.partition_key in stuck for e in pending):
                 break
-            time.sleep(0.5)
+            time.sleep(1.0)
+        checks = defs.resolve_job_def("amc_execution_checks").execute_in_process(instance=instance, raise_on_error=False)
+        for check in checks.get_asset_check_evaluations():
+            label = "/".join(check.asset_key.path[1:])
+            summary.checks[f"{label}:{check.check_name}"] = (
+                "passed" if check.passed else f"{check.severity.value}: {check.description}")
         for execution in store.list_executions():
             label = f"{execution.workflow}/{execution.partition_key}"
             summary.statuses[label] = execution.attempt.status if execution.attempt else "?"

@@ -61,7 +61,8 @@ def _vocab(n: int, seed: int) -> list[str]:
               "Brand; semicolon", "trailing space ", "emoji 🎉 launch"]
     out = []
     for i in range(n):
-        out.append(f"C{i:04d} {tricky[i % len(tricky)]}" if i % 3 == 0 else f"C{i:04d} sale" + "x" * int(rng.integers(0, 4)))
+        pad = "x" * int(rng.integers(0, 4))
+        out.append(f"C{i:04d} {tricky[i % len(tricky)]}" if i % 3 == 0 else f"C{i:04d} sale{pad}")
     return out
 
 
@@ -139,17 +140,23 @@ def child_ours(args: dict) -> dict:
 
     creds = AmcCredentials(client_id="sim-client-id", client_secret="sim-client-secret",
                            refresh_token="sim-refresh-token", token_url=args["token_url"])
+    started = time.perf_counter()
     with AmcClient(args["url"], creds) as client:
         result = land_execution(client, InstanceConfig(**INSTANCE), args["execution_id"], COLUMNS,
                                 data_dir=args["data_dir"], workflow="bench", partition_key="2024-01-01",
                                 **args.get("options", {}))
+    seconds = time.perf_counter() - started
+    # Verify after measuring the landing's own peak: stream the checks batch by batch.
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-    table = pq.read_table(result.path, columns=["impressions", "campaign_id"])
+    total, nulls = 0, 0
+    for path in result.parquet_files:
+        for batch in pq.ParquetFile(path).iter_batches(columns=["impressions", "campaign_id"]):
+            total += pc.sum(batch.column(0)).as_py() or 0
+            nulls += batch.column(1).null_count
     return {"rows": result.rows, "schema_exact": result.schema.equals(_expected_schema()),
-            "impressions_sum": pc.sum(table["impressions"]).as_py(),
-            "campaign_id_nulls": table["campaign_id"].null_count,
-            "download_seconds": result.download_seconds, "parquet_bytes": result.bytes}
+            "impressions_sum": total, "campaign_id_nulls": nulls,
+            "download_seconds": result.download_seconds, "parquet_bytes": result.bytes, "seconds": seconds}
 
 
 def child_pyarrow(args: dict) -> dict:
@@ -225,7 +232,7 @@ def _child_main(method: str, payload: str) -> None:
         import amc_pipeline.results.landing  # noqa: F401
     started = time.perf_counter()
     result = CHILDREN[method](args)
-    result["seconds"] = time.perf_counter() - started
+    result.setdefault("seconds", time.perf_counter() - started)
     print(json.dumps(result))
 
 

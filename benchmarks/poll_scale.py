@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/poll_scale.py [--executions 10000] [--latency 0.05] [--concurrency 10]
         [--changed 100] [--spread-seconds 7200] [--validate-gets 200] [--profile]
 
+The simulator runs in a child process (its request handlers must not take the GIL from the poller).
 Setup (not measured, simulator latency 0 meanwhile): the executions are written straight into the
 simulator's state through its Python API (`SimulatorState.create_execution`, then the creation time is
 moved into the past, spread over `--spread-seconds`, so the list path sees a realistic creation-time
@@ -32,6 +33,7 @@ import pstats
 import sys
 import tempfile
 import time
+import warnings
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -58,41 +60,101 @@ def build_config(concurrency: int):
     })
 
 
-def populate(sim, store, n: int, changed: int, spread: float) -> None:
-    """n executions at AMC (simulator state) and in the store, created over the last `spread` seconds."""
+def simulator_process(conn, sim_kwargs: dict) -> None:
+    """Child process: run the simulator and obey commands from the pipe until "stop".
+
+    Why a separate process: the simulator's Python request handlers must not compete with the poller
+    for the GIL, or the figures would measure the simulator as much as the poll pass.
+    """
+    from amc_pipeline.amc.simulator import Scenario, SimulatorConfig, SimulatorServer
     from amc_pipeline.amc.simulator.state import iso_z
 
-    state = sim.state
+    scenarios = {key: Scenario(**value) for key, value in sim_kwargs.pop("scenarios").items()}
+    with SimulatorServer(SimulatorConfig(scenarios=scenarios, **sim_kwargs)) as sim:
+        state = sim.state
+        conn.send({"url": sim.url, "token_url": sim.token_url})
+        while True:
+            command, arg = conn.recv()
+            if command == "stop":
+                conn.send(None)
+                return
+            if command == "latency":
+                state.config.latency_seconds = float(arg)
+                conn.send(None)
+            elif command == "stats":
+                conn.send(sim.stats())
+            elif command == "populate":
+                # arg: [(instance_id, fields, sql, created epoch seconds)], in creation order
+                ids = []
+                for instance_id, fields, sql, created in arg:
+                    view = state.create_execution(instance_id, fields, sql)
+                    with state.lock:
+                        record = state.executions[view["workflowExecutionId"]]
+                        record["created"] = created
+                        record["public"].update(createTime=iso_z(created), expireTime=iso_z(created + 86400),
+                                                waitUntil=iso_z(created - 3600))
+                    ids.append(view["workflowExecutionId"])
+                conn.send(ids)
+
+
+class RemoteSimulator:
+    """The parent's handle on the simulator child process."""
+
+    def __init__(self, sim_kwargs: dict) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=simulator_process, args=(child, sim_kwargs), daemon=True)
+        self._process.start()
+        info = self._conn.recv()
+        self.url, self.token_url = info["url"], info["token_url"]
+
+    def call(self, command: str, arg=None):
+        self._conn.send((command, arg))
+        return self._conn.recv()
+
+    def stop(self) -> None:
+        try:
+            if self._process.is_alive():
+                self.call("stop")
+        finally:
+            self._process.join(timeout=15)
+            if self._process.is_alive():
+                self._process.terminate()
+                self._process.join(timeout=5)
+
+
+def populate(sim: RemoteSimulator, store, n: int, changed: int, spread: float, pending_seconds: float) -> None:
+    """n executions at AMC (simulator state) and in the store, created over the last `spread` seconds."""
     now = time.time()
     day0 = date(1990, 1, 1)
     done_every = max(1, n // changed) if changed else 0
+    specs, attempts = [], []
     for i in range(n):
         workflow = DONE if done_every and i % done_every == 0 and i // done_every < changed else STEADY
         key = (day0 + timedelta(days=i)).isoformat()
         start = datetime(day0.year, day0.month, day0.day, tzinfo=UTC) + timedelta(days=i)
         execution, _ = store.enqueue(workflow=workflow, instance_id=INSTANCE["instance_id"], partition_key=key,
                                      window_start=start, window_end=start + timedelta(days=1))
-        attempt = execution.attempt
         fields = {
-            "workflowId": f"{workflow}-{attempt.client_token}", "workflowExecutionTimeoutSeconds": 86400,
+            "workflowId": f"{workflow}-{execution.attempt.client_token}", "workflowExecutionTimeoutSeconds": 86400,
             "parameterValues": {}, "ignoreDataGaps": False, "disableAggregationControls": False,
             "timeWindowType": "EXPLICIT", "timeWindowStart": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "timeWindowEnd": (start + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "timeWindowTimeZone": "UTC",
         }
-        view = state.create_execution(INSTANCE["instance_id"], fields, SQL)
         created = now - spread + spread * i / n
-        with state.lock:
-            record = state.executions[view["workflowExecutionId"]]
-            record["created"] = created
-            record["public"].update(createTime=iso_z(created), expireTime=iso_z(created + 86400),
-                                    waitUntil=iso_z(created - 3600))
+        specs.append((INSTANCE["instance_id"], fields, SQL, created))
+        attempts.append((execution.attempt.id, created))
+    ids = sim.call("populate", specs)
+    for (attempt_id, created), amc_id in zip(attempts, ids, strict=True):
         submitted = datetime.fromtimestamp(created, UTC)
-        running = submitted + timedelta(seconds=sim.config.pending_seconds)
-        store.transition(attempt.id, "QUEUED", "PENDING", now=submitted, amc_execution_id=view["workflowExecutionId"],
+        running = submitted + timedelta(seconds=pending_seconds)
+        store.transition(attempt_id, "QUEUED", "PENDING", now=submitted, amc_execution_id=amc_id,
                          amc_status="PENDING", submitted_at=submitted, submit_started_at=submitted,
                          next_check_at=submitted)
-        store.transition(attempt.id, "PENDING", "RUNNING", now=running, amc_status="RUNNING", next_check_at=running)
+        store.transition(attempt_id, "PENDING", "RUNNING", now=running, amc_status="RUNNING", next_check_at=running)
 
 
 def evaluate_sensor(config, database_url: str, instance) -> tuple[float, float, str]:
@@ -129,70 +191,73 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the poll pass")
     args = parser.parse_args(argv)
 
+    # Dagster's preview/beta notices about the project's definitions are noise here.
+    warnings.filterwarnings("ignore", message=r".*currently in (preview|beta)")
     os.environ.setdefault("AMC_CLIENT_ID", "sim-client-id")
     os.environ.setdefault("AMC_CLIENT_SECRET", "sim-client-secret")
     os.environ.setdefault("AMC_REFRESH_TOKEN", "sim-refresh-token")
     import dagster as dg
 
     from amc_pipeline.amc.client import AmcClient, AmcCredentials, AsyncAmcClient
-    from amc_pipeline.amc.simulator import Scenario, SimulatorConfig, SimulatorServer
+    from amc_pipeline.config import InstanceConfig
     from amc_pipeline.monitor.events import PassReport
     from amc_pipeline.monitor.poll import poll_due
     from amc_pipeline.store.store import ExecutionStore
 
     n = args.executions
     config = build_config(args.concurrency)
-    sim_config = SimulatorConfig(
-        daily_quota=10 * n + 100, latency_seconds=0.0,
-        scenarios={STEADY: Scenario(kind="stuck_running"), DONE: Scenario(kind="succeed")},
-    )
-    with tempfile.TemporaryDirectory(prefix="amc-poll-bench-") as tmp, SimulatorServer(sim_config) as sim, \
-            dg.DagsterInstance.ephemeral() as instance:
-        database_url = f"sqlite:///{Path(tmp) / 'store.db'}"
-        store = ExecutionStore(database_url)
-        creds = AmcCredentials(client_id=sim.config.client_id, client_secret=sim.config.client_secret,
-                               refresh_token=sim.config.refresh_token, token_url=sim.token_url)
-        try:
-            t0 = time.perf_counter()
-            populate(sim, store, n, min(args.changed, n), args.spread_seconds)
-            print(f"setup: {n} executions in the simulator and the store in {time.perf_counter() - t0:.1f} s "
-                  f"({min(args.changed, n)} SUCCEEDED at AMC, the rest RUNNING)")
+    pending_seconds = 2.0
+    sim = RemoteSimulator({
+        "daily_quota": 10 * n + 100, "latency_seconds": 0.0, "pending_seconds": pending_seconds,
+        "scenarios": {STEADY: {"kind": "stuck_running"}, DONE: {"kind": "succeed"}},
+    })
+    try:
+        with tempfile.TemporaryDirectory(prefix="amc-poll-bench-") as tmp, dg.DagsterInstance.ephemeral() as instance:
+            database_url = f"sqlite:///{Path(tmp) / 'store.db'}"
+            store = ExecutionStore(database_url)
+            creds = AmcCredentials(client_id="sim-client-id", client_secret="sim-client-secret",
+                                   refresh_token="sim-refresh-token", token_url=sim.token_url)
+            try:
+                t0 = time.perf_counter()
+                populate(sim, store, n, min(args.changed, n), args.spread_seconds, pending_seconds)
+                print(f"setup: {n} executions in the simulator and the store in {time.perf_counter() - t0:.1f} s "
+                      f"({min(args.changed, n)} SUCCEEDED at AMC, the rest RUNNING)")
 
-            summary_before, sensor_before, what_before = evaluate_sensor(config, database_url, instance)
+                summary_before, sensor_before, what_before = evaluate_sensor(config, database_url, instance)
 
-            sim.state.config.latency_seconds = args.latency
-            stats_before = sim.stats()
-            report = PassReport()
-            profiler = cProfile.Profile() if args.profile else None
-            t0 = time.perf_counter()
-            if profiler:
-                profiler.enable()
-            poll_due(store, lambda: AsyncAmcClient(sim.url, creds, concurrency=args.concurrency), config,
-                     report=report)
-            if profiler:
-                profiler.disable()
-            wall = time.perf_counter() - t0
-            stats_after = sim.stats()
-            served = {k: stats_after.get(k, 0) - stats_before.get(k, 0) for k in stats_after}
-            served = {k: v for k, v in served.items() if v}
+                sim.call("latency", args.latency)
+                stats_before = sim.call("stats")
+                report = PassReport()
+                profiler = cProfile.Profile() if args.profile else None
+                t0 = time.perf_counter()
+                if profiler:
+                    profiler.enable()
+                poll_due(store, lambda: AsyncAmcClient(sim.url, creds, concurrency=args.concurrency), config,
+                         report=report)
+                if profiler:
+                    profiler.disable()
+                wall = time.perf_counter() - t0
+                stats_after = sim.call("stats")
+                served = {k: stats_after.get(k, 0) - stats_before.get(k, 0) for k in stats_after}
+                served = {k: v for k, v in served.items() if v}
 
-            per_get = None
-            if args.validate_gets:
-                ids = [a.amc_execution_id for _, a in store.active_attempts()[: args.validate_gets]]
-                from amc_pipeline.config import InstanceConfig
-
-                inst = InstanceConfig(**INSTANCE)
-                with AmcClient(sim.url, creds) as client:
-                    client.get_execution(inst, ids[0])  # token fetched outside the timing
-                    t0 = time.perf_counter()
-                    for amc_id in ids:
-                        client.get_execution(inst, amc_id)
-                    per_get = (time.perf_counter() - t0) / len(ids)
-            sim.state.config.latency_seconds = 0.0
-            summary_after, sensor_after, what_after = evaluate_sensor(config, database_url, instance)
-            still_due = len(store.due_for_poll(datetime.now(UTC) - timedelta(seconds=5)))
-        finally:
-            store.close()
+                per_get = None
+                if args.validate_gets:
+                    ids = [a.amc_execution_id for _, a in store.active_attempts()[: args.validate_gets]]
+                    inst = InstanceConfig(**INSTANCE)
+                    with AmcClient(sim.url, creds) as client:
+                        client.get_execution(inst, ids[0])  # token fetched outside the timing
+                        t0 = time.perf_counter()
+                        for amc_id in ids:
+                            client.get_execution(inst, amc_id)
+                        per_get = (time.perf_counter() - t0) / len(ids)
+                sim.call("latency", 0.0)
+                summary_after, sensor_after, what_after = evaluate_sensor(config, database_url, instance)
+                still_due = len(store.due_for_poll(datetime.now(UTC) - timedelta(seconds=5)))
+            finally:
+                store.close()
+    finally:
+        sim.stop()
 
     requests_used = report.list_requests + report.get_requests
     floor_requests = math.ceil(n / 100)

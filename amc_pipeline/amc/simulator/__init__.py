@@ -26,6 +26,8 @@ Admin HTTP API (no auth; JSON in and out), mirroring the Python API:
 - `DELETE /_simulator/faults`                     → clear all faults
 - `GET  /_simulator/executions[?instance_id=...]` → AMC-shaped records, oldest first
 - `GET  /_simulator/stats`                        → {endpoint: requests served}
+- `GET  /_simulator/tokens`                       → {"access_tokens": [...], "url_signatures": [...]}:
+  every access token and X-Amz-Signature issued since start (secrets; for leak tests)
 - `POST /_simulator/revoke-tokens`                → every issued access token becomes invalid (401)
 - `POST /_simulator/advance-clock {"seconds": n}` → move the simulator clock forward
 - `POST /_simulator/reset`                        → forget executions, workflows, tokens, faults, stats

@@ -454,6 +454,8 @@ class Api:
             "X-Amz-SignedHeaders": "host",
             "X-Amz-Signature": self.state.sign(path, amz_date, expires),
         }
+        with self.state.lock:
+            self.state.issued_signatures.append(query["X-Amz-Signature"])
         return base + quote(path) + "?" + urlencode(query)
 
     # ------------------------------------------------------------ S3
@@ -591,6 +593,10 @@ class Api:
                 instance = request.query_params.get("instance_id")
                 now = state.now()
                 return JSONResponse([state.view(r, now) for r in state.list_records(instance)])
+            if action == "tokens" and method == "GET":
+                with state.lock:
+                    return JSONResponse({"access_tokens": list(state.issued_tokens),
+                                         "url_signatures": list(state.issued_signatures)})
             if action == "stats":
                 return JSONResponse(state.stats())
             if action == "revoke-tokens" and method == "POST":

@@ -66,6 +66,10 @@ class SimulatorState:
         self.executions: dict[str, dict[str, Any]] = {}
         self.workflows: dict[str, dict[str, dict[str, Any]]] = {}
         self.tokens: dict[str, tuple[str, float]] = {}
+        #: Every access token and pre-signed URL signature ever handed out (kept through revocation and
+        #: reset), so tests can prove none of them leaks into logs, stores or files.
+        self.issued_tokens: list[str] = []
+        self.issued_signatures: list[str] = []
         self.seq = 0
         self.signing_key = secrets.token_bytes(32)
         self._tmp = tempfile.TemporaryDirectory(prefix="amc-sim-results-")
@@ -237,6 +241,7 @@ class SimulatorState:
         with self.lock:
             expires = self.now() + float(self.config.token_ttl_seconds)
             self.tokens[token] = (client_id, expires)
+            self.issued_tokens.append(token)
             if self.db is not None:
                 self.db.execute(
                     "INSERT OR REPLACE INTO tokens (token, client_id, expires) VALUES (?, ?, ?)",
