@@ -182,7 +182,8 @@ def run_headless(config: PipelineConfig, *, timeout_seconds: float = 300.0) -> D
             if not in_flight and all(e.partition_key in stuck for e in pending):
                 break
             time.sleep(1.0)
-        checks = defs.resolve_job_def("amc_execution_checks").execute_in_process(instance=instance, raise_on_error=False)
+        checks_job = defs.resolve_job_def("amc_execution_checks")
+        checks = checks_job.execute_in_process(instance=instance, raise_on_error=False)
         for check in checks.get_asset_check_evaluations():
             label = "/".join(check.asset_key.path[1:])
             summary.checks[f"{label}:{check.check_name}"] = (

@@ -9,7 +9,9 @@ import yaml
 from amc_pipeline.config import PROJECT_ROOT, ConfigError, load_config, parse_config
 
 GOOD = {
-    "instances": [{"instance_id": "amcabc123", "advertiser_id": "ENTITY1AA1AA11AAA1", "marketplace_id": "ATVPDKIKX0DER"}],
+    "instances": [
+        {"instance_id": "amcabc123", "advertiser_id": "ENTITY1AA1AA11AAA1", "marketplace_id": "ATVPDKIKX0DER"}
+    ],
     "workflows": [
         {"name": "campaign_performance", "instance_id": "amcabc123", "sql": "SELECT 1", "partitions": "daily",
          "start_date": "2026-09-01"},
