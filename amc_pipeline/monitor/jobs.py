@@ -94,9 +94,11 @@ def build_monitor_defs(config: PipelineConfig) -> tuple[dg.JobDefinition, dg.Sen
         if running is not None:
             return dg.SkipReason(f"amc_monitor run {running.run_id} is already {running.status.value}")
         # Same due work → same key, so a daemon restart cannot launch it twice; the 5-minute bucket lets
-        # work that a failed run left untouched be tried again.
+        # work that a failed run left untouched be tried again. newest_due_at moves whenever a pass
+        # reschedules a due attempt, so the next round of polls of the same executions gets a new key.
         bucket = int(now.timestamp()) // 300
-        digest = hashlib.sha1(f"{summary.oldest_due_ids}|{bucket}".encode()).hexdigest()[:16]
+        newest = summary.newest_due_at.isoformat() if summary.newest_due_at else ""
+        digest = hashlib.sha1(f"{summary.oldest_due_ids}|{newest}|{bucket}".encode()).hexdigest()[:16]
         return dg.RunRequest(
             run_key=f"monitor:{digest}",
             tags={"amc/submit_due": str(summary.submit_due), "amc/poll_due": str(summary.poll_due)},

@@ -171,6 +171,8 @@ def build_workflow_asset(workflow: WorkflowConfig, config: PipelineConfig) -> dg
             )
         ],
         partitions_def=pdef,
+        # One partition per run: each window carries its own metadata, checks and AMC execution.
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
         can_subset=True,
         check_specs=[
             dg.AssetCheckSpec(SCHEMA_CHECK, asset=key, blocking=True, partitions_def=pdef,

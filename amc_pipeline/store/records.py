@@ -115,6 +115,9 @@ class DueSummary:
     ambiguous: int
     next_due_at: datetime | None
     oldest_due_ids: tuple[int, ...]
+    #: The latest next_check_at among all due attempts: it moves whenever a pass reschedules any of
+    #: them, so the monitor sensor's run key changes with each new round of due work.
+    newest_due_at: datetime | None = None
 
     @property
     def any_due(self) -> bool:

@@ -622,6 +622,7 @@ class ExecutionStore:
         started (an unresolved or in-flight create), next_check_at <= now. poll_due: PENDING/RUNNING with
         next_check_at <= now. next_due_at: the earliest next_check_at of any QUEUED/PENDING/RUNNING attempt
         (past or future). oldest_due_ids: up to 20 due attempt ids, earliest next_check_at first.
+        newest_due_at: the latest next_check_at of any due QUEUED/PENDING/RUNNING attempt.
         """
         now = _utc(now)
         due = A.c.next_check_at <= _ts(now)
@@ -640,6 +641,8 @@ class ExecutionStore:
             earliest(QUEUED).label("q_min"),
             earliest(PENDING).label("p_min"),
             earliest(RUNNING).label("r_min"),
+            select(func.max(A.c.next_check_at)).where(A.c.status.in_((QUEUED, PENDING, RUNNING)), due)
+            .scalar_subquery().label("due_max"),
         )
         due_ids: list[tuple[datetime, int]] = []
         with self._read() as conn:
@@ -659,6 +662,7 @@ class ExecutionStore:
             ambiguous=int(row["ambiguous"]),
             next_due_at=min(present) if present else None,
             oldest_due_ids=tuple(i for _, i in sorted(due_ids)[:_DUE_IDS]),
+            newest_due_at=row["due_max"],
         )
 
     def queued_for_submit(
