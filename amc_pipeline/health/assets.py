@@ -25,7 +25,7 @@ CHECKS_JOB = "amc_execution_checks"
 METRICS_WINDOW = timedelta(days=7)
 
 
-def build_execution_checks(workflow: WorkflowConfig) -> list[dg.AssetChecksDefinition]:
+def build_execution_checks(workflow: WorkflowConfig, config: PipelineConfig) -> list[dg.AssetChecksDefinition]:
     key = asset_key(workflow)
 
     @dg.asset_check(asset=key, name="no_stuck_executions",
@@ -49,7 +49,8 @@ def build_execution_checks(workflow: WorkflowConfig) -> list[dg.AssetChecksDefin
     @dg.asset_check(asset=key, name="no_failed_executions",
                     description="No window whose execution ended FAILED, TIMEOUT or CANCELLED for good.")
     def no_failed_executions(amc_store: StoreResource) -> dg.AssetCheckResult:
-        failed = failed_executions(amc_store.get_store(), workflow)
+        failed = failed_executions(amc_store.get_store(), workflow,
+                                   max_landing_attempts=config.monitor.max_landing_attempts)
         return dg.AssetCheckResult(
             passed=not failed,
             severity=dg.AssetCheckSeverity.ERROR,
@@ -158,7 +159,7 @@ def build_health_defs(config: PipelineConfig) -> tuple[list, list, dg.SensorDefi
             metadata={k: (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in health.facts.items()},
         )
 
-    checks = [c for w in config.workflows for c in build_execution_checks(w)] + [amc_pipeline_healthy]
+    checks = [c for w in config.workflows for c in build_execution_checks(w, config)] + [amc_pipeline_healthy]
     check_keys = [k for c in checks for k in c.check_keys]
     checks_job = dg.define_asset_job(CHECKS_JOB, selection=dg.AssetSelection.checks(*check_keys),
                                      description="Evaluate the stuck, failed and health checks.")

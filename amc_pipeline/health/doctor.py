@@ -58,7 +58,7 @@ def run_doctor(config_path: str | None, echo: Callable[[str], None] = print) -> 
            f"current (last successful poll: {health.facts['last_successful_poll']})")
     for workflow in config.workflows:
         stuck = stuck_executions(store, workflow)
-        failed = failed_executions(store, workflow)
+        failed = failed_executions(store, workflow, max_landing_attempts=config.monitor.max_landing_attempts)
         detail = (f"{len(stuck)} stuck" + (f" ({', '.join(s.partition_key for s in stuck[:5])})" if stuck else "")
                   + f", {len(failed)} failed"
                   + (f" (first: {failed[0].partition_key} {failed[0].error_type})" if failed else ""))

@@ -52,9 +52,17 @@ def stuck_executions(store: ExecutionStore, workflow: WorkflowConfig, now: datet
     return sorted(found, key=lambda s: s.partition_key)
 
 
-def failed_executions(store: ExecutionStore, workflow: WorkflowConfig) -> list[FailedExecution]:
-    """Windows whose current attempt ended FAILED, TIMEOUT or CANCELLED and will not be retried."""
+def failed_executions(store: ExecutionStore, workflow: WorkflowConfig, *, max_landing_attempts: int = 5
+                      ) -> list[FailedExecution]:
+    """Windows whose current attempt ended FAILED, TIMEOUT or CANCELLED and will not be retried, and
+    windows whose result AMC produced but that could not be landed after `max_landing_attempts`."""
     found = []
+    for execution in store.list_executions(workflow=workflow.name, status="SUCCESS", limit=10_000):
+        if execution.landed_attempt_id != execution.current_attempt_id and \
+                execution.land_attempts >= max_landing_attempts:
+            found.append(FailedExecution(workflow.name, execution.partition_key, "LANDING_FAILED", "LANDING",
+                                         execution.land_error, execution.land_attempts,
+                                         execution.attempt.amc_execution_id))
     for execution in store.list_executions(workflow=workflow.name, status=FINAL_FAILURES, limit=10_000):
         attempt = execution.attempt
         found.append(FailedExecution(workflow.name, execution.partition_key, attempt.status, attempt.error_type,

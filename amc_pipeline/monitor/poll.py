@@ -10,7 +10,6 @@ import asyncio
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from amc_pipeline.amc.client import AsyncAmcClient
@@ -20,8 +19,7 @@ from amc_pipeline.config import PipelineConfig
 from amc_pipeline.monitor.cancel import cancel_attempt_async
 from amc_pipeline.monitor.events import PassReport
 from amc_pipeline.monitor.transitions import apply_observation, next_check_at, record_error
-from amc_pipeline.store.records import Attempt, ExecutionView
-from amc_pipeline.store.store import ExecutionStore
+from amc_pipeline.store.store import DueCheck, ExecutionStore
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +28,6 @@ OUTAGE_TYPES = frozenset({ErrorType.NETWORK, ErrorType.TIMEOUT, ErrorType.RESOUR
 LIST_SLACK = timedelta(minutes=10)
 #: Executions per list page (AMC's maximum).
 PAGE_SIZE = 100
-
-
-@dataclass
-class _Due:
-    execution: ExecutionView
-    attempt: Attempt
 
 
 def poll_due(
@@ -68,10 +60,11 @@ async def poll_due_async(
 ) -> PassReport:
     now = now or datetime.now(UTC)
     report = report or PassReport()
-    due = [_Due(e, a) for e, a in store.due_for_poll(now)]
-    by_instance: dict[str, list[_Due]] = defaultdict(list)
+    # Light rows: full (execution, attempt) pairs are loaded only for the few attempts that change.
+    due = store.due_checks(now)
+    by_instance: dict[str, list[DueCheck]] = defaultdict(list)
     for item in due:
-        by_instance[item.execution.instance_id].append(item)
+        by_instance[item.instance_id].append(item)
     for instance_id, items in by_instance.items():
         try:
             instance = config.instance(instance_id)
@@ -83,55 +76,113 @@ async def poll_due_async(
     return report
 
 
-async def _poll_instance(store, client, config, instance, items, now, report) -> None:
+class _QuietWriter:
+    """Writes "checked, nothing changed" rows in batches on a worker thread while requests are in flight.
+
+    Why: with thousands of due executions, one store transaction per unchanged execution dominated the
+    pass; batched (store.record_checks) and overlapped with the waits for AMC's answers it costs little.
+    One batch at a time, so SQLite never sees two writers from this pass.
+    """
+
+    BATCH = 500
+
+    def __init__(self, store: ExecutionStore, now: datetime) -> None:
+        self.store = store
+        self.now = now
+        self.pending: list[tuple[int, str, datetime | None]] = []
+        self.task: asyncio.Task | None = None
+
+    def add(self, attempt_id: int, status: str, next_at: datetime | None) -> None:
+        self.pending.append((attempt_id, status, next_at))
+        if len(self.pending) >= self.BATCH and (self.task is None or self.task.done()):
+            self._start()
+
+    def _start(self) -> None:
+        if self.task is not None and self.task.done():
+            self.task.result()  # surface a failed batch
+        batch, self.pending = self.pending, []
+        self.task = asyncio.create_task(asyncio.to_thread(self.store.record_checks, batch, now=self.now))
+
+    async def close(self) -> None:
+        if self.task is not None:
+            await self.task
+            self.task = None
+        if self.pending:
+            batch, self.pending = self.pending, []
+            await asyncio.to_thread(self.store.record_checks, batch, now=self.now)
+
+
+async def _poll_instance(store, client, config, instance, items: list[DueCheck], now, report) -> None:
     if not items:
         return
     policy = config.monitor
+    by_amc = {i.amc_execution_id: i for i in items}
+    by_attempt_status = {i.attempt_id: i.status for i in items}
     observed: dict[str, AmcExecution] = {}
     errors: dict[str, AmcError] = {}
-    if len(items) >= policy.list_threshold:
-        observed = await _list_statuses(client, instance, items, policy.concurrency, report)
-    missing = [i for i in items if i.attempt.amc_execution_id not in observed]
-    if missing:
-        got, errors = await _get_statuses(client, instance, missing, policy.concurrency, report)
-        observed.update(got)
+    changed: list[DueCheck] = []
+    quiet = _QuietWriter(store, now)
 
-    outage = bool(errors) and not observed and all(e.error_type in OUTAGE_TYPES or (e.status_code or 0) >= 500
-                                                   for e in errors.values())
-    if outage:
-        report.outage = True
-        log.warning("AMC unreachable for instance %s (%s); no execution is failed for it; polling resumes",
-                    instance.instance_id, next(iter(errors.values())))
-    # Unchanged statuses (almost all of them in a big pass) and outage errors only reschedule the next
-    # check: they are written together in one transaction (store.record_checks) instead of one each.
-    quiet: list[tuple[int, str, datetime | None]] = []
-    for item in items:
-        amc_id = item.attempt.amc_execution_id
-        if amc_id in observed:
-            amc = observed[amc_id]
-            if _unchanged(item.attempt, amc):
-                report.checked += 1
-                quiet.append((item.attempt.id, item.attempt.status, next_check_at(policy, item.attempt, now)))
-            else:
-                apply_observation(store, config, item.execution, item.attempt, amc, now, report)
-        elif amc_id in errors:
-            err = errors[amc_id]
+    def seen(amc: AmcExecution) -> None:
+        """Called as each status arrives: unchanged ones are queued for the batch write at once."""
+        item = by_amc.get(amc.execution_id)
+        if item is None or amc.execution_id in observed:
+            return  # not ours (another client's execution, or not due), or already seen
+        observed[amc.execution_id] = amc
+        if _unchanged(item, amc):
+            report.checked += 1
+            quiet.add(item.attempt_id, item.status, next_check_at(policy, item, now))
+        else:
+            changed.append(item)
+
+    try:
+        if len(items) >= policy.list_threshold:
+            await _list_statuses(client, instance, items, policy.concurrency, report, seen)
+        missing = [i for i in items if i.amc_execution_id not in observed]
+        if missing:
+            got, errors = await _get_statuses(client, instance, missing, policy.concurrency, report)
+            for amc in got.values():
+                seen(amc)
+        outage = bool(errors) and not observed and all(
+            e.error_type in OUTAGE_TYPES or (e.status_code or 0) >= 500 for e in errors.values())
+        if outage:
+            report.outage = True
+            log.warning("AMC unreachable for instance %s (%s); no execution is failed for it; polling resumes",
+                        instance.instance_id, next(iter(errors.values())))
+        failing: list[tuple[DueCheck, AmcError]] = []
+        for item in items:
+            err = errors.get(item.amc_execution_id)
+            if err is None or item.amc_execution_id in observed:
+                continue
             if outage or err.error_type in OUTAGE_TYPES or (err.status_code or 0) >= 500:
-                quiet.append((item.attempt.id, item.attempt.status, next_check_at(policy, item.attempt, now)))
+                quiet.add(item.attempt_id, item.status, next_check_at(policy, item, now))
                 report.errors += 1
             else:
-                record_error(store, config, item.execution, item.attempt, _describe(err), err.error_type,
-                             now, report)
-    store.record_checks(quiet, now=now)
+                failing.append((item, err))
+    finally:
+        await quiet.close()
+
+    # Changes and per-execution errors go through the state machine one by one, on full rows.
+    # An attempt whose status moved since it was read (another monitor run) is that run's to record.
+    pairs = store.attempt_pairs([i.attempt_id for i in changed] + [i.attempt_id for i, _ in failing])
+    current = {k: v for k, v in pairs.items() if v[1].status == by_attempt_status.get(k)}
+    for item in changed:
+        if item.attempt_id in current:
+            execution, attempt = current[item.attempt_id]
+            apply_observation(store, config, execution, attempt, observed[item.amc_execution_id], now, report)
+    for item, err in failing:
+        if item.attempt_id in current:
+            execution, attempt = current[item.attempt_id]
+            record_error(store, config, execution, attempt, _describe(err), err.error_type, now, report)
 
 
-def _unchanged(attempt: Attempt, amc: AmcExecution) -> bool:
+def _unchanged(item: DueCheck, amc: AmcExecution) -> bool:
     """AMC reports the status the store already has (same raw status too): only the next check moves.
 
     Mirrors the no-change branch of `apply_observation`, which handles every other case.
     """
-    return amc.lifecycle_status is not None and amc.lifecycle_status == attempt.status \
-        and amc.status == attempt.amc_status
+    return amc.lifecycle_status is not None and amc.lifecycle_status == item.status \
+        and amc.status == item.amc_status
 
 
 def _describe(err: AmcError) -> str:
@@ -144,8 +195,8 @@ async def _get_statuses(client, instance, items, concurrency, report):
     observed: dict[str, AmcExecution] = {}
     errors: dict[str, AmcError] = {}
 
-    async def one(item: _Due) -> None:
-        amc_id = item.attempt.amc_execution_id
+    async def one(item: DueCheck) -> None:
+        amc_id = item.amc_execution_id
         async with sem:
             report.get_requests += 1
             try:
@@ -157,11 +208,11 @@ async def _get_statuses(client, instance, items, concurrency, report):
     return observed, errors
 
 
-async def _list_statuses(client, instance, items, concurrency, report) -> dict[str, AmcExecution]:
-    """Statuses of `items` from list pages, creation-time slices paged in parallel."""
-    wanted = {i.attempt.amc_execution_id for i in items}
-    bounds = _slices([i.attempt.submitted_at or i.attempt.created_at for i in items], concurrency)
-    observed: dict[str, AmcExecution] = {}
+async def _list_statuses(client, instance, items: list[DueCheck], concurrency, report,
+                         seen: Callable[[AmcExecution], None]) -> None:
+    """Statuses of `items` from list pages, creation-time slices paged in parallel; each record is
+    handed to `seen` as its page arrives (records that are not ours are `seen`'s to ignore)."""
+    bounds = _slices([i.submitted_at or i.created_at for i in items], concurrency)
     sem = asyncio.Semaphore(concurrency)
 
     async def page_through(lo: datetime, hi: datetime | None) -> None:
@@ -178,13 +229,11 @@ async def _list_statuses(client, instance, items, concurrency, report) -> dict[s
                     log.warning("list page failed (%s); falling back to single gets", exc)
                     return
             for record in page:
-                if record.execution_id in wanted:
-                    observed[record.execution_id] = record
+                seen(record)
             if not token:
                 return
 
     await asyncio.gather(*(page_through(lo, hi) for lo, hi in bounds))
-    return observed
 
 
 def _slices(times: list[datetime], concurrency: int) -> list[tuple[datetime, datetime | None]]:
@@ -218,23 +267,27 @@ def _slices(times: list[datetime], concurrency: int) -> list[tuple[datetime, dat
     return bounds
 
 
-async def _enforce_timeouts(store, client, config, items: list[_Due], now, report) -> list[_Due]:
+async def _enforce_timeouts(store, client, config, items: list[DueCheck], now, report) -> list[DueCheck]:
     """Cancel executions running past their workflow's limit (freeing the AMC slot) and mark them
     TIMEOUT; returns the items still to be polled."""
     remaining = []
     for item in items:
         try:
-            workflow = config.workflow(item.execution.workflow)
+            workflow = config.workflow(item.workflow)
         except KeyError:
             remaining.append(item)
             continue
-        started = item.attempt.submitted_at
+        started = item.submitted_at
         if started is None or now - started <= timedelta(minutes=workflow.max_runtime_minutes):
             remaining.append(item)
             continue
+        pair = store.attempt_pairs([item.attempt_id]).get(item.attempt_id)
+        if pair is None:
+            continue
+        execution, attempt = pair
         reason = f"ran longer than max_runtime_minutes={workflow.max_runtime_minutes}"
         change = await cancel_attempt_async(
-            store, client, config.instance(item.execution.instance_id), item.execution, item.attempt, now,
+            store, client, config.instance(execution.instance_id), execution, attempt, now,
             to_status="TIMEOUT", reason=reason,
         )
         if change is not None:

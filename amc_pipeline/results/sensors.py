@@ -52,13 +52,10 @@ def build_landing_sensor(config: PipelineConfig, jobs: list[Any]) -> dg.SensorDe
         now = datetime.now(UTC)
         store = amc_store.get_store()
         requests = []
-        gave_up = []
-        for execution in store.landable(now, limit=MAX_REQUESTS_PER_TICK):
+        for execution in store.landable(now, limit=MAX_REQUESTS_PER_TICK,
+                                        max_land_attempts=config.monitor.max_landing_attempts):
             workflow = workflows.get(execution.workflow)
             if workflow is None:
-                continue
-            if execution.land_attempts >= config.monitor.max_landing_attempts:
-                gave_up.append(f"{execution.workflow}/{execution.partition_key}")
                 continue
             requests.append(
                 dg.RunRequest(
@@ -69,9 +66,6 @@ def build_landing_sensor(config: PipelineConfig, jobs: list[Any]) -> dg.SensorDe
                           "amc/execution": str(execution.id)},
                 )
             )
-        if gave_up:
-            context.log.warning(f"landing gave up after {config.monitor.max_landing_attempts} attempts: "
-                                f"{', '.join(gave_up[:10])}")
         if not requests:
             return dg.SkipReason("no finished AMC execution waiting to land")
         return requests

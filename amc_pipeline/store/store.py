@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from alembic import command
 from alembic.config import Config
@@ -243,6 +243,29 @@ def _pairs_select() -> Select[Any]:
 
 def _pair_from(row: Mapping[str, Any]) -> tuple[ExecutionView, Attempt]:
     return _view_from(row), Attempt.from_mapping(row, "a_")
+
+
+class DueCheck(NamedTuple):
+    """(Addition) What a poll pass needs of one due attempt, without loading the full rows.
+
+    Field names match `Attempt`'s where they overlap, so scheduling helpers that read
+    `status_changed_at`/`submitted_at` accept either.
+    """
+
+    attempt_id: int
+    execution_id: int
+    workflow: str
+    instance_id: str
+    status: str
+    amc_status: str | None
+    amc_execution_id: str | None
+    created_at: datetime | None
+    submitted_at: datetime | None
+    status_changed_at: datetime | None
+
+
+#: Ids per IN (...) list: well under SQLite's bound-parameter limit.
+_IN_CHUNK = 500
 
 
 # ------------------------------------------------------------------------------------------------ store
@@ -759,6 +782,45 @@ class ExecutionStore:
         with self._read() as conn:
             return [_pair_from(r) for r in conn.execute(stmt).mappings()]
 
+    def due_checks(
+        self, now: datetime | None = None, limit: int | None = None, instance_id: str | None = None
+    ) -> list[DueCheck]:
+        """(Addition) Same attempts and order as `due_for_poll`, as light `DueCheck` tuples.
+
+        Why: a poll pass over thousands of due attempts only needs ids, statuses and three times for
+        most of them; building the full (ExecutionView, Attempt) pairs (some 25 datetime columns a row)
+        cost more than the pass's AMC requests. Load full pairs for the few that change with
+        `attempt_pairs`.
+        """
+        now = _utc(now)
+        stmt = (
+            select(
+                A.c.id, A.c.execution_id, E.c.workflow, E.c.instance_id, A.c.status, A.c.amc_status,
+                A.c.amc_execution_id, A.c.created_at, A.c.submitted_at, A.c.status_changed_at,
+            )
+            .select_from(A.join(E, E.c.id == A.c.execution_id))
+            .where(A.c.status.in_(sorted(ACTIVE)), A.c.next_check_at <= _ts(now))
+        )
+        if instance_id is not None:
+            stmt = stmt.where(E.c.instance_id == instance_id)
+        stmt = stmt.order_by(A.c.next_check_at, A.c.id)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._read() as conn:
+            return [DueCheck(*row) for row in conn.execute(stmt)]
+
+    def attempt_pairs(self, attempt_ids: Iterable[int]) -> dict[int, tuple[ExecutionView, Attempt]]:
+        """(Addition) (execution view, attempt) for each given attempt id that exists, keyed by attempt id."""
+        ids = sorted(set(attempt_ids))
+        out: dict[int, tuple[ExecutionView, Attempt]] = {}
+        with self._read() as conn:
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                for row in conn.execute(_pairs_select().where(A.c.id.in_(chunk))).mappings():
+                    execution, attempt = _pair_from(row)
+                    out[attempt.id] = (execution, attempt)
+        return out
+
     def active_attempts(self, instance_id: str | None = None) -> list[tuple[ExecutionView, Attempt]]:
         """(Addition) every PENDING/RUNNING attempt, due or not (stuck checks, list-page polling)."""
         stmt = _pairs_select().where(A.c.status.in_(sorted(ACTIVE)))
@@ -769,10 +831,14 @@ class ExecutionStore:
 
     # ---------------------------------------------------------------------------------------- landing
 
-    def landable(self, now: datetime | None = None, limit: int = 100) -> list[ExecutionView]:
+    def landable(
+        self, now: datetime | None = None, limit: int = 100, *, max_land_attempts: int | None = None
+    ) -> list[ExecutionView]:
         """Live executions whose current attempt SUCCEEDED and has not landed, not backing off; oldest first.
 
-        (live, current attempt SUCCESS, landed_attempt_id != current attempt, next_land_at null or <= now)
+        (live, current attempt SUCCESS, landed_attempt_id != current attempt, next_land_at null or <= now;
+        with `max_land_attempts`, only those that have not used them up, so given-up landings do not
+        crowd out the rest.)
         """
         now = _utc(now)
         stmt = (
@@ -786,6 +852,8 @@ class ExecutionStore:
             .order_by(E.c.requested_at, E.c.id)
             .limit(limit)
         )
+        if max_land_attempts is not None:
+            stmt = stmt.where(E.c.land_attempts < max_land_attempts)
         with self._read() as conn:
             return [_view_from(r) for r in conn.execute(stmt).mappings()]
 

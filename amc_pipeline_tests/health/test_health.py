@@ -139,3 +139,22 @@ def test_status_and_doctor_commands(env, monkeypatch, tmp_path):
         offline = subprocess.run([*cli, "doctor"], capture_output=True, text=True, timeout=120,
                                  env={**env_vars, "AMC_API_URL": "http://127.0.0.1:9"})
         assert offline.returncode == 1 and "FAIL  AMC:" in offline.stdout
+
+
+def test_landing_given_up_is_a_failed_window_and_leaves_the_sensor_queue(env):
+    from amc_pipeline.health.status import failed_executions
+
+    with rig([WORKFLOWS[0]], database_url=f"sqlite:///{env / 's.db'}", monitor={"max_landing_attempts": 2}) as r:
+        r.request("good", "2026-10-05")
+        r.request("good", "2026-10-06")
+        r.drive(lambda: r.status("good", "2026-10-05") == "SUCCESS" and r.status("good", "2026-10-06") == "SUCCESS")
+        broken = r.store.get_live("good", "2026-10-05")
+        for _ in range(2):
+            r.store.record_land_failure(broken.id, error="ResultConversionError: file 0, line 3: ragged row",
+                                        next_land_at=datetime.now(UTC) - timedelta(seconds=1))
+        landable = r.store.landable(datetime.now(UTC), max_land_attempts=2)
+        assert [e.partition_key for e in landable] == ["2026-10-06"]
+        failed = failed_executions(r.store, r.config.workflow("good"), max_landing_attempts=2)
+        assert [(f.partition_key, f.status, f.error_type) for f in failed] == [("2026-10-05", "LANDING_FAILED",
+                                                                              "LANDING")]
+        assert "ragged row" in failed[0].reason
