@@ -152,6 +152,7 @@ class MonitorConfig(_Model):
     ambiguous_grace_seconds: float = Field(default=30.0, ge=0)
     landing_retry_seconds: float = Field(default=60.0, ge=0)
     max_landing_attempts: int = Field(default=5, ge=1)
+    landing_lease_seconds: float = Field(default=1800.0, gt=0)
     check_interval_seconds: int = Field(default=300, ge=10)
     metrics_cron: str = "0 * * * *"
 

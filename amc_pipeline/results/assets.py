@@ -251,6 +251,10 @@ def build_workflow_asset(workflow: WorkflowConfig, config: PipelineConfig) -> dg
         output_columns = json.loads(attempt.output_columns) if attempt.output_columns else []
         data_dir = Settings.from_env().data_dir
         request_id = None
+        land_attempt = store.begin_landing(
+            execution.id, lease_until=now + timedelta(seconds=policy.landing_lease_seconds))
+        context.log.info(f"{workflow.name}/{partition_key}: landing attempt {land_attempt} of AMC execution "
+                         f"{attempt.amc_execution_id}")
         try:
             with amc.get_client() as client:
                 if not output_columns:
@@ -263,13 +267,13 @@ def build_workflow_asset(workflow: WorkflowConfig, config: PipelineConfig) -> dg
                     logger=context.log,
                 )
         except Exception as exc:
-            attempts = store.record_land_failure(
+            store.record_land_failure(
                 execution.id, error=f"{type(exc).__name__}: {exc}"[:2000],
-                next_land_at=now + timedelta(seconds=policy.landing_retry_seconds * 2 ** min(
-                    execution.land_attempts, 6)),
+                next_land_at=datetime.now(UTC) + timedelta(
+                    seconds=policy.landing_retry_seconds * 2 ** min(land_attempt - 1, 6)),
                 now=now,
             )
-            context.log.error(f"{workflow.name}/{partition_key}: landing attempt {attempts} failed: {exc}; "
+            context.log.error(f"{workflow.name}/{partition_key}: landing attempt {land_attempt} failed: {exc}; "
                               f"the previous version (if any) is intact and the landing sensor retries")
             raise
         checks = [schema_check(store, workflow.name, partition_key, landing.schema), rows_check(landing.rows)]

@@ -857,10 +857,17 @@ class ExecutionStore:
         with self._read() as conn:
             return [_view_from(r) for r in conn.execute(stmt).mappings()]
 
-    def begin_landing(self, execution_id: int) -> int:
-        """Count a landing attempt (atomic increment) and return its number, for unique run keys."""
+    def begin_landing(self, execution_id: int, *, lease_until: datetime | None = None) -> int:
+        """Count a landing attempt (atomic increment) and return its number, for unique run keys.
+
+        `lease_until` hides the execution from `landable` while this landing runs; if the landing's
+        process dies without recording anything, the lease expires and the landing sensor tries again.
+        """
+        values: dict[str, Any] = {"land_attempts": E.c.land_attempts + 1}
+        if lease_until is not None:
+            values["next_land_at"] = _utc(lease_until)
         with self.engine.begin() as conn:
-            result = conn.execute(update(E).where(E.c.id == execution_id).values(land_attempts=E.c.land_attempts + 1))
+            result = conn.execute(update(E).where(E.c.id == execution_id).values(**values))
             if result.rowcount != 1:
                 raise ExecutionNotFound(f"execution {execution_id}")
             return int(conn.execute(select(E.c.land_attempts).where(E.c.id == execution_id)).scalar_one())

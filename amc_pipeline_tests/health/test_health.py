@@ -150,6 +150,7 @@ def test_landing_given_up_is_a_failed_window_and_leaves_the_sensor_queue(env):
         r.drive(lambda: r.status("good", "2026-10-05") == "SUCCESS" and r.status("good", "2026-10-06") == "SUCCESS")
         broken = r.store.get_live("good", "2026-10-05")
         for _ in range(2):
+            r.store.begin_landing(broken.id)
             r.store.record_land_failure(broken.id, error="ResultConversionError: file 0, line 3: ragged row",
                                         next_land_at=datetime.now(UTC) - timedelta(seconds=1))
         landable = r.store.landable(datetime.now(UTC), max_land_attempts=2)

@@ -188,3 +188,36 @@ def test_downstream_rollup_reads_landed_partitions(env, tmp_path):
                                 partitioning="hive").to_table()
             assert sum(table["impressions"].to_pylist()) == sum(v or 0 for v in landed["impressions"].to_pylist())
             assert set(table["days"].to_pylist()) == {2}
+
+
+def test_failed_landing_is_retried_by_the_sensor_with_a_new_run_key(env, tmp_path, monkeypatch):
+    from amc_pipeline.amc.simulator import Fault
+
+    with rig([CAMPAIGN], database_url=f"sqlite:///{tmp_path / 's.db'}",
+             monitor={"landing_retry_seconds": 0.01}) as r:
+        sim_environment(monkeypatch, r)
+        defs = build_definitions(r.config)
+        landing_sensor = defs.get_repository_def().get_sensor_def("amc_landing_sensor")
+        r.request("campaign_performance", "2026-10-05")
+        r.drive(lambda: r.status("campaign_performance", "2026-10-05") == "SUCCESS")
+        execution = r.store.get_live("campaign_performance", "2026-10-05")
+        with dg.instance_for_test() as instance:
+            def keys():
+                with dg.build_sensor_context(instance=instance, resources=resources(r)) as ctx:
+                    result = landing_sensor(ctx)
+                return [] if isinstance(result, dg.SkipReason) else [q.run_key for q in result]
+
+            assert keys() == [f"land:{execution.id}:1"]
+            r.sim.add_fault(Fault(kind="truncate_download", endpoint="download"))  # every download cut short
+            failed = materialize(r, defs, "campaign_performance", "2026-10-05", instance)
+            assert not failed.success
+            assert r.store.get(execution.id).land_error
+            r.sim.clear_faults()
+            import time
+
+            time.sleep(0.05)
+            assert keys() == [f"land:{execution.id}:2"]
+            assert materialize(r, defs, "campaign_performance", "2026-10-05", instance).success
+            assert keys() == []
+            landed = r.store.get(execution.id)
+            assert landed.landed_at is not None and landed.land_error is None
