@@ -26,6 +26,7 @@ Targets: requests ≤ 2 × floor, wall ≤ 1.5 × floor, sensor evaluation < 1 s
 """
 
 import argparse
+import asyncio
 import cProfile
 import math
 import os
@@ -83,6 +84,8 @@ def simulator_process(conn, sim_kwargs: dict) -> None:
                 conn.send(None)
             elif command == "stats":
                 conn.send(sim.stats())
+            elif command == "cpu":
+                conn.send(time.process_time())
             elif command == "populate":
                 # arg: [(instance_id, fields, sql, created epoch seconds)], in creation order
                 ids = []
@@ -157,6 +160,27 @@ def populate(sim: RemoteSimulator, store, n: int, changed: int, spread: float, p
         store.transition(attempt_id, "PENDING", "RUNNING", now=running, amc_status="RUNNING", next_check_at=running)
 
 
+async def bare_requests(url: str, creds, count: int, concurrency: int) -> float:
+    """Seconds for `count` list requests answering nothing, `concurrency` at a time (token fetched first):
+    the transport floor this machine and the simulator actually reach, for comparison with the pass."""
+    from amc_pipeline.amc.client import AsyncAmcClient
+    from amc_pipeline.config import InstanceConfig
+
+    inst = InstanceConfig(**INSTANCE)
+    since = datetime.now(UTC) + timedelta(days=1)  # nothing was created after tomorrow
+    async with AsyncAmcClient(url, creds, concurrency=concurrency) as client:
+        await client.list_executions_page(inst, min_creation_time=since)
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with sem:
+                await client.list_executions_page(inst, min_creation_time=since)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(count)))
+        return time.perf_counter() - t0
+
+
 def evaluate_sensor(config, database_url: str, instance) -> tuple[float, float, str]:
     """(due_summary seconds, full sensor evaluation seconds, what the sensor returned)."""
     import dagster as dg
@@ -169,7 +193,8 @@ def evaluate_sensor(config, database_url: str, instance) -> tuple[float, float, 
     summary_seconds = time.perf_counter() - t0
     defs = build_definitions(config)
     sensor = defs.resolve_sensor_def("amc_monitor_sensor")
-    context = dg.build_sensor_context(instance=instance, resources={"amc_store": StoreResource(database_url=database_url)})
+    resources = {"amc_store": StoreResource(database_url=database_url)}
+    context = dg.build_sensor_context(instance=instance, resources=resources)
     t0 = time.perf_counter()
     result = sensor.evaluate_tick(context)
     sensor_seconds = time.perf_counter() - t0
@@ -205,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     from amc_pipeline.store.store import ExecutionStore
 
     n = args.executions
+    floor_requests = math.ceil(n / 100)
     config = build_config(args.concurrency)
     pending_seconds = 2.0
     sim = RemoteSimulator({
@@ -227,9 +253,11 @@ def main(argv: list[str] | None = None) -> None:
 
                 sim.call("latency", args.latency)
                 stats_before = sim.call("stats")
+                sim_cpu = sim.call("cpu")
                 report = PassReport()
                 profiler = cProfile.Profile() if args.profile else None
                 t0 = time.perf_counter()
+                cpu0 = time.process_time()
                 if profiler:
                     profiler.enable()
                 poll_due(store, lambda: AsyncAmcClient(sim.url, creds, concurrency=args.concurrency), config,
@@ -237,6 +265,8 @@ def main(argv: list[str] | None = None) -> None:
                 if profiler:
                     profiler.disable()
                 wall = time.perf_counter() - t0
+                our_cpu = time.process_time() - cpu0
+                sim_cpu = sim.call("cpu") - sim_cpu
                 stats_after = sim.call("stats")
                 served = {k: stats_after.get(k, 0) - stats_before.get(k, 0) for k in stats_after}
                 served = {k: v for k, v in served.items() if v}
@@ -251,6 +281,7 @@ def main(argv: list[str] | None = None) -> None:
                         for amc_id in ids:
                             client.get_execution(inst, amc_id)
                         per_get = (time.perf_counter() - t0) / len(ids)
+                bare = asyncio.run(bare_requests(sim.url, creds, floor_requests, args.concurrency))
                 sim.call("latency", 0.0)
                 summary_after, sensor_after, what_after = evaluate_sensor(config, database_url, instance)
                 still_due = len(store.due_for_poll(datetime.now(UTC) - timedelta(seconds=5)))
@@ -260,7 +291,6 @@ def main(argv: list[str] | None = None) -> None:
         sim.stop()
 
     requests_used = report.list_requests + report.get_requests
-    floor_requests = math.ceil(n / 100)
     floor_time = floor_requests * args.latency / args.concurrency
     original = n * (args.latency + ORIGINAL_PAUSE)
 
@@ -273,6 +303,10 @@ def main(argv: list[str] | None = None) -> None:
         ("AMC requests (simulator stats)", ", ".join(f"{k}={v}" for k, v in sorted(served.items())), "", "", ""),
         ("poll pass wall time", f"{wall:.3f} s", f"{floor_time:.3f} s", f"<= {1.5 * floor_time:.3f} s",
          verdict(wall <= 1.5 * floor_time)),
+        ("  our process CPU during the pass", f"{our_cpu:.3f} s", "", "", ""),
+        (f"  bare: {floor_requests} empty list requests", f"{bare:.3f} s", f"{floor_time:.3f} s", "",
+         "(this machine + simulator, no work)"),
+        ("  simulator CPU during the pass", f"{sim_cpu:.3f} s", "", "", "(its own process; serial per request)"),
         ("due_summary, all due", f"{summary_before * 1000:.1f} ms", "", "", ""),
         ("sensor evaluation, all due", f"{sensor_before * 1000:.1f} ms", "", "< 1 s", verdict(sensor_before < 1)),
         ("due_summary, after the pass", f"{summary_after * 1000:.1f} ms", "", "", ""),
@@ -284,7 +318,8 @@ def main(argv: list[str] | None = None) -> None:
     if per_get is not None:
         rows.append((f"  measured sequential GET ({args.validate_gets})", f"{per_get * 1000:.1f} ms/request",
                      f"{args.latency * 1000:.1f} ms", "", f"→ {n * (per_get + ORIGINAL_PAUSE):,.0f} s"))
-    print(f"\n{n} active executions, latency {args.latency * 1000:.0f} ms, concurrency {args.concurrency}")
+    print(f"\nload average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(f"{n} active executions, latency {args.latency * 1000:.0f} ms, concurrency {args.concurrency}")
     print(f"pass: {report.summary()}")
     print(f"sensor before: {what_before}; after: {what_after}; still due after the pass: {still_due}\n")
     widths = [max(len(r[i]) for r in rows + [("what", "ours", "floor", "target", "")]) for i in range(5)]
