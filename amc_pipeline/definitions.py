@@ -62,6 +62,9 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
             ),
         ],
         resources=build_resources(),
+        # Every step here is small and I/O-bound: one process per run, not one more per step (the
+        # multiprocess default made the checks job start ~10 Python processes every check interval).
+        executor=dg.in_process_executor,
     )
 
 

@@ -309,6 +309,10 @@ def _locate_csv_error(src: Path, message: str, width: int) -> tuple[int | None, 
     return None, message
 
 
+#: The largest read block tried for a file with very long fields (each retry multiplies by 16).
+MAX_BLOCK_SIZE = 64 * 1024 * 1024
+
+
 def convert_csv(
     src: str | os.PathLike[str],
     dest: str | os.PathLike[str],
@@ -355,6 +359,12 @@ def convert_csv(
     except pa.ArrowInvalid as exc:
         if writer is not None:
             writer.abort()
+        if "straddl" in str(exc) and block_size < MAX_BLOCK_SIZE:
+            # A legal field longer than a read block (AMC allows long strings): read this file again
+            # with larger blocks. Only this file pays the memory; others keep the small default.
+            return convert_csv(src, dest, output_columns, file_index=file_index,
+                               block_size=min(block_size * 16, MAX_BLOCK_SIZE), row_group_rows=row_group_rows,
+                               compression=compression, preview_rows=preview_rows, use_threads=use_threads)
         line, message = _locate_csv_error(src, str(exc), len(header))
         raise ResultConversionError(f"malformed CSV: {message}", file_index=file_index, line=line) from exc
     except BaseException:

@@ -13,6 +13,7 @@ This is what the workflow asset calls (DESIGN.md step 5 "Land"). Why the shape:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
@@ -38,7 +39,7 @@ from amc_pipeline.results.convert import (
     schema_for,
 )
 from amc_pipeline.results.download import DownloadedFile, iter_results
-from amc_pipeline.results.layout import StagedPartition
+from amc_pipeline.results.layout import StagedPartition, is_locked
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def land_execution(
     logger = logger or log
     started = time.perf_counter()
     data_dir = Path(data_dir)
-    tmp_dir = data_dir / "tmp" / f"landing-{uuid.uuid4().hex[:12]}"
+    tmp_dir, tmp_lock = _claim_tmp_dir(data_dir)
     options = dict(downloader_options or {})
     if max_attempts is not None:
         options["max_attempts"] = max_attempts
@@ -148,6 +149,7 @@ def land_execution(
             final_paths = staged.commit()
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+        os.close(tmp_lock)
         _remove_if_empty(data_dir / "tmp")
 
     rows = sum(pq.read_metadata(str(p)).num_rows for p in final_paths)
@@ -178,6 +180,34 @@ def land_execution(
     _info(logger, f"landed {result.rows} rows from {result.files} file(s) of execution {amc_execution_id} "
                   f"into {result.path} ({result.bytes} Parquet bytes, {total:.1f}s)")
     return result
+
+
+#: A landing folder left by a dead process is removed once it is this old and nobody holds its lock.
+STALE_TMP_SECONDS = 60.0
+
+
+def _claim_tmp_dir(data_dir: Path) -> tuple[Path, int]:
+    """A private download folder under <data dir>/tmp, locked while this landing lives.
+
+    A landing killed mid-download (kill -9, OOM) cannot clean up after itself; its partial downloads
+    would stay forever. Each landing holds an flock on its folder, and every new landing removes the
+    folders whose lock nobody holds (older than a minute, so one being created right now is safe).
+    """
+    root = data_dir / "tmp"
+    root.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for other in root.glob("landing-*"):
+        try:
+            stale = now - other.stat().st_mtime > STALE_TMP_SECONDS and not is_locked(other / ".lock")
+        except FileNotFoundError:
+            continue
+        if stale:
+            shutil.rmtree(other, ignore_errors=True)
+    tmp_dir = root / f"landing-{uuid.uuid4().hex[:12]}"
+    tmp_dir.mkdir()
+    fd = os.open(tmp_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return tmp_dir, fd
 
 
 def _raise_first_failure(futures: list[Future[ConversionResult]]) -> None:

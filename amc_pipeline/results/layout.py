@@ -101,7 +101,7 @@ def exchange_dirs(a: Path, b: Path) -> bool:
 
 # --- staging --------------------------------------------------------------------------------
 
-def _is_locked(lock_path: Path) -> bool:
+def is_locked(lock_path: Path) -> bool:
     """True while a live landing holds the staging directory's flock."""
     try:
         fd = os.open(lock_path, os.O_RDWR)
@@ -139,7 +139,7 @@ def clean_stale(target: Path) -> list[Path]:
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     for path in parent.iterdir():
-        if path.name.startswith(staging_prefix) and not _is_locked(path / LOCK_NAME):
+        if path.name.startswith(staging_prefix) and not is_locked(path / LOCK_NAME):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     if removed:

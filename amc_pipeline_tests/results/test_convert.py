@@ -225,3 +225,20 @@ def test_malformed_json(tmp_path, data, needle):
     with pytest.raises(ResultConversionError, match=needle) as info:
         convert_json(src, tmp_path / "bad.parquet", [{"name": "id", "dataType": "LONG"}], file_index=2)
     assert info.value.file_index == 2
+
+
+def test_a_ten_megabyte_field_lands_exactly(tmp_path):
+    """A legal field longer than a read block is read again with larger blocks, not refused."""
+    import pyarrow.parquet as pq
+
+    from amc_pipeline.results.convert import convert_csv
+
+    big = "x" * (10 * 1024 * 1024) + ', "quoted"\nnewline ü'
+    src = tmp_path / "big.csv"
+    src.write_bytes(b'a,b\n1,"' + big.replace('"', '""').encode() + b'"\n2,short\n')
+    result = convert_csv(src, tmp_path / "big.parquet", [{"name": "a", "dataType": "LONG"},
+                                                         {"name": "b", "dataType": "STRING"}])
+    table = pq.read_table(tmp_path / "big.parquet")
+    assert result.rows == 2
+    assert table["a"].to_pylist() == [1, 2]
+    assert table["b"].to_pylist() == [big, "short"]

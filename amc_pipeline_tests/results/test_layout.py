@@ -133,3 +133,28 @@ def test_schema_of_empty_partition(tmp_path):
     land_local(tmp_path, "e", [b"id,name\n"])
     table = pq.read_table(partition_dir(tmp_path, "wf", "e"))
     assert table.num_rows == 0 and table.schema.field("id").type == pa.int64()
+
+
+def test_a_dead_landings_downloads_are_removed_by_the_next_landing(tmp_path):
+    """kill -9 mid-download leaves <data dir>/tmp/landing-*; the next landing removes unlocked old ones."""
+    import os
+    import time
+
+    from amc_pipeline.results import landing
+
+    data_dir = tmp_path / "data"
+    dead = data_dir / "tmp" / "landing-deadbeef0000"
+    dead.mkdir(parents=True)
+    (dead / "file-0000.download").write_bytes(b"x" * 1024)
+    (dead / ".lock").touch()
+    old = time.time() - 3600
+    os.utime(dead, (old, old))
+    alive_dir, alive_fd = landing._claim_tmp_dir(data_dir)
+    try:
+        assert not dead.exists()
+        os.utime(alive_dir, (old, old))
+        second_dir, second_fd = landing._claim_tmp_dir(data_dir)  # the live one is locked: kept
+        os.close(second_fd)
+        assert alive_dir.exists() and second_dir.exists()
+    finally:
+        os.close(alive_fd)
