@@ -9,6 +9,7 @@ and would take the UI down with it. Both load the same workspace (the project's 
 location `amc_pipeline`), exactly what `dagster dev` would load.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -177,7 +178,8 @@ class Stack:
         self.all_procs.append(proc)
         return proc
 
-    def start(self) -> "Stack":
+    def start(self, *, daemon: bool = True) -> "Stack":
+        """Simulator and webserver (and the daemon unless `daemon=False`), then wait until they answer."""
         self.sim_port, self.web_port = free_port(), free_port()
         self.write_files()
         self._spawn("simulator", [str(BIN / "amc-pipeline"), "simulator", "--port", str(self.sim_port),
@@ -185,7 +187,8 @@ class Stack:
         workspace = str(PROJECT_ROOT / "workspace.yaml")
         self._spawn("webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.web_port),
                                   "-w", workspace])
-        self.start_daemon()
+        if daemon:
+            self.start_daemon()
         wait_until("the simulator's /_simulator/health", lambda: self.sim_get("/_simulator/health")["ok"],
                    timeout=30, on_timeout=self.dump_logs)
         wait_until("the webserver's GraphQL API", self._code_location_loaded, timeout=120, interval=1,
@@ -224,22 +227,16 @@ class Stack:
         """Kill every process group this stack started (webserver/daemon children included)."""
         for proc in reversed(self.all_procs):
             if proc.alive():
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.popen.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
         deadline = time.monotonic() + 10
         for proc in self.all_procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
         for proc in self.all_procs:
             # the group may still hold code servers or run workers even when the leader has exited
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.popen.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
             if proc.popen.poll() is None:
                 proc.popen.wait(timeout=10)
 
