@@ -1,6 +1,6 @@
 """The landing sensor: turns each finished, not yet landed execution into one asset run."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -37,6 +37,11 @@ def build_schedules(jobs: list[Any]) -> list[dg.ScheduleDefinition]:
     ]
 
 
+def _died_before_landing(instance: dg.DagsterInstance, run_key: str) -> bool:
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": run_key}), limit=1)
+    return bool(runs) and runs[0].status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+
+
 def build_landing_sensor(config: PipelineConfig, jobs: list[Any]) -> dg.SensorDefinition:
     workflows = {w.name: w for w in config.workflows}
 
@@ -57,9 +62,18 @@ def build_landing_sensor(config: PipelineConfig, jobs: list[Any]) -> dg.SensorDe
             workflow = workflows.get(execution.workflow)
             if workflow is None:
                 continue
+            run_key = f"land:{execution.id}:{execution.land_attempts + 1}"
+            if _died_before_landing(context.instance, run_key):
+                # The run with this key failed before it could count its attempt (e.g. the code did not
+                # load): count it here, so the next tick asks again under a new key after a pause.
+                store.begin_landing(execution.id, lease_until=now + timedelta(
+                    seconds=config.monitor.landing_retry_seconds))
+                store.record_land_failure(execution.id, error=f"landing run for {run_key} failed before landing",
+                                          next_land_at=now + timedelta(seconds=config.monitor.landing_retry_seconds))
+                continue
             requests.append(
                 dg.RunRequest(
-                    run_key=f"land:{execution.id}:{execution.land_attempts + 1}",
+                    run_key=run_key,
                     job_name=workflow_job_name(workflow.name),
                     partition_key=execution.partition_key,
                     tags={"amc/instance": execution.instance_id, "amc/landing": "true",

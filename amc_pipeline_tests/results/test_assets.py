@@ -221,3 +221,32 @@ def test_failed_landing_is_retried_by_the_sensor_with_a_new_run_key(env, tmp_pat
             assert keys() == []
             landed = r.store.get(execution.id)
             assert landed.landed_at is not None and landed.land_error is None
+
+
+def test_landing_run_that_died_before_landing_gets_a_new_key(env, tmp_path, monkeypatch):
+    with rig([CAMPAIGN], database_url=f"sqlite:///{tmp_path / 's.db'}",
+             monitor={"landing_retry_seconds": 0.01}) as r:
+        sim_environment(monkeypatch, r)
+        defs = build_definitions(r.config)
+        repo = defs.get_repository_def()
+        landing_sensor = repo.get_sensor_def("amc_landing_sensor")
+        r.request("campaign_performance", "2026-10-05")
+        r.drive(lambda: r.status("campaign_performance", "2026-10-05") == "SUCCESS")
+        execution = r.store.get_live("campaign_performance", "2026-10-05")
+        with dg.instance_for_test() as instance:
+            def tick():
+                with dg.build_sensor_context(instance=instance, resources=resources(r)) as ctx:
+                    return landing_sensor(ctx)
+
+            [request] = tick()
+            assert request.run_key == f"land:{execution.id}:1"
+            # The run for that key failed before the asset body ran (e.g. the code location did not load).
+            instance.create_run_for_job(repo.get_job("amc_monitor"), status=dg.DagsterRunStatus.FAILURE,
+                                        tags={"dagster/run_key": request.run_key})
+            assert isinstance(tick(), dg.SkipReason)
+            assert r.store.get(execution.id).land_attempts == 1
+            import time
+
+            time.sleep(0.05)
+            [retry] = tick()
+            assert retry.run_key == f"land:{execution.id}:2"
