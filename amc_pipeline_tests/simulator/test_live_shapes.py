@@ -10,7 +10,9 @@ import pytest
 
 from .conftest import Api
 
-COLLECTION = Path("/work/shared/amc/amc_postman_collection.json")
+#: Amazon's Postman collection with live responses, in the shared folder beside the repository (CI lays
+#: a copy of shared/ beside its clone too).
+COLLECTION = Path(__file__).resolve().parents[2].parent / "shared" / "amc" / "amc_postman_collection.json"
 
 
 def recorded() -> dict[str, dict[str, Any]]:

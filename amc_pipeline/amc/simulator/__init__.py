@@ -1,6 +1,6 @@
 """AMC simulator: a local, faithful stand-in for the Amazon Marketing Cloud reporting API.
 
-Follows /work/shared/amc-api.md: Login with Amazon tokens (`POST /auth/o2/token`), the reporting
+Follows shared/amc-api.md (Amazon's documented API): Login with Amazon tokens (`POST /auth/o2/token`), the reporting
 endpoints under `/amc/reporting/{instanceId}` (workflowExecutions create/list/get/cancel/downloadUrls,
 workflows CRUD) with AMC's header checks, error bodies and quotas, and pre-signed result URLs served
 from the simulator's own host under `/_s3/...`. Statuses move on the simulator clock (real time plus
