@@ -866,6 +866,10 @@ class ExecutionStore:
         values: dict[str, Any] = {"land_attempts": E.c.land_attempts + 1}
         if lease_until is not None:
             values["next_land_at"] = _utc(lease_until)
+        return self._update_landing(execution_id, values)
+
+    def _update_landing(self, execution_id: int, values: dict[str, Any]) -> int:
+        """Write landing fields of one execution and return its land_attempts, in one transaction."""
         with self.engine.begin() as conn:
             result = conn.execute(update(E).where(E.c.id == execution_id).values(**values))
             if result.rowcount != 1:
@@ -908,12 +912,7 @@ class ExecutionStore:
     ) -> int:
         """Record a failed landing and when to try again; returns land_attempts so far."""
         _utc(now)
-        values: dict[str, Any] = {"land_error": error, "next_land_at": next_land_at}
-        with self.engine.begin() as conn:
-            result = conn.execute(update(E).where(E.c.id == execution_id).values(**values))
-            if result.rowcount != 1:
-                raise ExecutionNotFound(f"execution {execution_id}")
-            return int(conn.execute(select(E.c.land_attempts).where(E.c.id == execution_id)).scalar_one())
+        return self._update_landing(execution_id, {"land_error": error, "next_land_at": next_land_at})
 
     # ---------------------------------------------------------------------------------- listings, misc
 
