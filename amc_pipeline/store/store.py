@@ -721,13 +721,7 @@ class ExecutionStore:
         )
         if now is not None:
             stmt = stmt.where(A.c.next_check_at <= _ts(_utc(now)))
-        if instance_id is not None:
-            stmt = stmt.where(E.c.instance_id == instance_id)
-        stmt = stmt.order_by(A.c.submit_started_at, A.c.id)
-        if limit is not None:
-            stmt = stmt.limit(limit)
-        with self._read() as conn:
-            return [_pair_from(r) for r in conn.execute(stmt).mappings()]
+        return self._pairs(stmt, instance_id, (A.c.submit_started_at, A.c.id), limit)
 
     def active_count(self, instance_id: str) -> int:
         """Attempts holding (or maybe holding) an AMC slot: PENDING/RUNNING, or QUEUED with submit started."""
@@ -774,9 +768,15 @@ class ExecutionStore:
         a superseded execution still running at AMC is still watched)."""
         now = _utc(now)
         stmt = _pairs_select().where(A.c.status.in_(sorted(ACTIVE)), A.c.next_check_at <= _ts(now))
+        return self._pairs(stmt, instance_id, (A.c.next_check_at, A.c.id), limit)
+
+    def _pairs(
+        self, stmt: Select[Any], instance_id: str | None, order_by: tuple[Any, ...], limit: int | None
+    ) -> list[tuple[ExecutionView, Attempt]]:
+        """Run a (execution, attempt) query, optionally for one instance, ordered and limited."""
         if instance_id is not None:
             stmt = stmt.where(E.c.instance_id == instance_id)
-        stmt = stmt.order_by(A.c.next_check_at, A.c.id)
+        stmt = stmt.order_by(*order_by)
         if limit is not None:
             stmt = stmt.limit(limit)
         with self._read() as conn:
