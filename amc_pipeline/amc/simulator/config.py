@@ -37,6 +37,14 @@ FAULT_KINDS = (
 ENDPOINTS = ("token", "create", "get", "list", "cancel", "download_urls", "download", "workflows")
 
 
+
+def _from_known_fields(cls: Any, data: dict[str, Any], what: str) -> Any:
+    """Build a dataclass from a mapping, naming any field it does not have (a typo in an admin call)."""
+    unknown = set(data) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {what} field(s): {', '.join(sorted(unknown))}")
+    return cls(**data)
+
 @dataclass
 class Scenario:
     """How executions of one workflow key behave.
@@ -65,11 +73,7 @@ class Scenario:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Scenario:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown scenario field(s): {', '.join(sorted(unknown))}")
-        return cls(**data)
+        return _from_known_fields(cls, data, "scenario")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -102,11 +106,7 @@ class Fault:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Fault:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
-        return cls(**data)
+        return _from_known_fields(cls, data, "fault")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
