@@ -1,6 +1,6 @@
 """The landing sensor: turns each finished, not yet landed execution into one asset run."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -64,12 +64,12 @@ def build_landing_sensor(config: PipelineConfig, jobs: list[Any]) -> dg.SensorDe
                 continue
             run_key = f"land:{execution.id}:{execution.land_attempts + 1}"
             if _died_before_landing(context.instance, run_key):
-                # The run with this key failed before it could count its attempt (e.g. the code did not
-                # load): count it here, so the next tick asks again under a new key after a pause.
-                store.begin_landing(execution.id, lease_until=now + timedelta(
-                    seconds=config.monitor.landing_retry_seconds))
-                store.record_land_failure(execution.id, error=f"landing run for {run_key} failed before landing",
-                                          next_land_at=now + timedelta(seconds=config.monitor.landing_retry_seconds))
+                # The run with this key ended before it could count its attempt (the code did not load,
+                # or run monitoring failed a run its dead daemon left STARTING): count it here, so the
+                # next tick asks again under a new key. Bounded by max_landing_attempts.
+                store.begin_landing(execution.id, lease_until=now)
+                store.record_land_failure(execution.id, error=f"landing run for {run_key} ended before landing",
+                                          next_land_at=now)
                 continue
             requests.append(
                 dg.RunRequest(
