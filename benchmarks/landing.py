@@ -129,7 +129,7 @@ def generate(directory: Path, total_bytes: int, files: int, seed: int = 7) -> di
 # ------------------------------------------------------------------------------------ children
 
 def _expected_schema():
-    from amc_pipeline.results.convert import schema_for
+    from amc_pipeline.results.convert_schema import schema_for
     return schema_for(COLUMNS)
 
 
@@ -160,7 +160,7 @@ def child_ours(args: dict) -> dict:
 
 
 def child_pyarrow(args: dict) -> dict:
-    from amc_pipeline.results.convert import convert_csv
+    from amc_pipeline.results.convert_csv import convert_csv
     rows, exact = 0, True
     for i, path in enumerate(args["paths"]):
         res = convert_csv(path, Path(args["out_dir"]) / f"pa-{i}.parquet", COLUMNS, file_index=i)

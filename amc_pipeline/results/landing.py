@@ -28,16 +28,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from amc_pipeline.results.convert import (
-    DEFAULT_BLOCK_SIZE,
+from amc_pipeline.results.convert import convert_file
+from amc_pipeline.results.convert_csv import DEFAULT_BLOCK_SIZE
+from amc_pipeline.results.convert_parquet import (
     DEFAULT_COMPRESSION,
     DEFAULT_ROW_GROUP_ROWS,
     PREVIEW_ROWS,
     ConversionResult,
-    ResultConversionError,
-    convert_file,
-    schema_for,
 )
+from amc_pipeline.results.convert_schema import ResultConversionError, schema_for
 from amc_pipeline.results.download import DownloadedFile, iter_results
 from amc_pipeline.results.layout import StagedPartition, is_locked
 

@@ -8,14 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from amc_pipeline.amc.models import OutputColumn
-from amc_pipeline.results.convert import (
-    ResultConversionError,
-    arrow_type_for,
-    convert_csv,
-    convert_file,
-    convert_json,
-    schema_for,
-)
+from amc_pipeline.results.convert import convert_file
+from amc_pipeline.results.convert_csv import convert_csv
+from amc_pipeline.results.convert_json import convert_json
+from amc_pipeline.results.convert_schema import ResultConversionError, arrow_type_for, schema_for
 
 COLUMNS = [
     {"name": "id", "dataType": "LONG"},
@@ -198,7 +194,7 @@ def test_json_lines_and_array(tmp_path):
 
 
 def test_json_small_chunks_and_empty(tmp_path, monkeypatch):
-    import amc_pipeline.results.convert as conv
+    import amc_pipeline.results.convert_json as conv
     monkeypatch.setattr(conv, "_JSON_CHUNK", 7)
     records = [{"id": i, "name": f"n{i} ✓"} for i in range(200)]
     src = write(tmp_path, "a.json", json.dumps(records).encode())
@@ -231,7 +227,7 @@ def test_a_ten_megabyte_field_lands_exactly(tmp_path):
     """A legal field longer than a read block is read again with larger blocks, not refused."""
     import pyarrow.parquet as pq
 
-    from amc_pipeline.results.convert import convert_csv
+    from amc_pipeline.results.convert_csv import convert_csv
 
     big = "x" * (10 * 1024 * 1024) + ', "quoted"\nnewline ü'
     src = tmp_path / "big.csv"

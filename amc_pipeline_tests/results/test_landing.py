@@ -23,7 +23,7 @@ from amc_pipeline.amc.client import AmcClient, AmcCredentials, execution_body
 from amc_pipeline.amc.simulator import Fault, Scenario, SimulatorConfig, SimulatorServer
 from amc_pipeline.config import InstanceConfig
 from amc_pipeline.results import landing as landing_module
-from amc_pipeline.results.convert import ResultConversionError
+from amc_pipeline.results.convert_schema import ResultConversionError
 from amc_pipeline.results.download import (
     ResultDownloadError,
     ResultFormatError,

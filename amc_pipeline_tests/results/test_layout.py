@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from amc_pipeline.results import layout
-from amc_pipeline.results.convert import convert_csv
+from amc_pipeline.results.convert_csv import convert_csv
 from amc_pipeline.results.layout import StagedPartition, clean_stale, partition_dir
 
 COLUMNS = [{"name": "id", "dataType": "LONG"}, {"name": "name", "dataType": "STRING"}]
