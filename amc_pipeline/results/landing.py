@@ -35,6 +35,7 @@ from amc_pipeline.results.convert_parquet import (
     DEFAULT_ROW_GROUP_ROWS,
     PREVIEW_ROWS,
     ConversionResult,
+    write_empty,
 )
 from amc_pipeline.results.convert_schema import ResultConversionError, schema_for
 from amc_pipeline.results.download import DownloadedFile, iter_results
@@ -142,8 +143,7 @@ def land_execution(
             if not results:
                 # AMC gave no file at all: land the declared schema with no rows, so readers and the
                 # schema-drift check still see the columns.
-                empty = staged.path_for(0)
-                pq.write_table(schema_for(output_columns).empty_table(), str(empty), compression=compression)
+                write_empty(staged.path_for(0), schema_for(output_columns), compression)
             schema = _common_schema(results, output_columns)
             final_paths = staged.commit()
     finally:
