@@ -13,7 +13,6 @@ This is what the workflow asset calls (DESIGN.md step 5 "Land"). Why the shape:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import shutil
@@ -39,7 +38,7 @@ from amc_pipeline.results.convert_parquet import (
 )
 from amc_pipeline.results.convert_schema import ResultConversionError, schema_for
 from amc_pipeline.results.download import DownloadedFile, iter_results
-from amc_pipeline.results.layout import StagedPartition, is_locked
+from amc_pipeline.results.layout import StagedPartition, hold_lock, is_locked
 
 log = logging.getLogger(__name__)
 
@@ -204,9 +203,7 @@ def _claim_tmp_dir(data_dir: Path) -> tuple[Path, int]:
             shutil.rmtree(other, ignore_errors=True)
     tmp_dir = root / f"landing-{uuid.uuid4().hex[:12]}"
     tmp_dir.mkdir()
-    fd = os.open(tmp_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return tmp_dir, fd
+    return tmp_dir, hold_lock(tmp_dir / ".lock", mode=0o600)
 
 
 def _raise_first_failure(futures: list[Future[ConversionResult]]) -> None:

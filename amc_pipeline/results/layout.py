@@ -101,8 +101,19 @@ def exchange_dirs(a: Path, b: Path) -> bool:
 
 # --- staging --------------------------------------------------------------------------------
 
+def hold_lock(lock_path: Path, *, mode: int = 0o644) -> int:
+    """Create `lock_path` and take its flock; the returned descriptor holds it until closed.
+
+    Why a lock and not a pid file: the kernel releases an flock when its process dies (kill -9, OOM),
+    so `is_locked` tells a live landing's directory from one a dead process left behind.
+    """
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, mode)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
 def is_locked(lock_path: Path) -> bool:
-    """True while a live landing holds the staging directory's flock."""
+    """True while a live process holds the flock on `lock_path` (see hold_lock)."""
     try:
         fd = os.open(lock_path, os.O_RDWR)
     except FileNotFoundError:
@@ -161,8 +172,7 @@ class StagedPartition:
         clean_stale(self.target)
         self.staging = self.parent / f"{STAGING_PREFIX}{self.target.name}-{uuid.uuid4().hex[:12]}"
         self.staging.mkdir()
-        self._lock_fd: int | None = os.open(self.staging / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._lock_fd: int | None = hold_lock(self.staging / LOCK_NAME)
         self.committed = False
 
     def path_for(self, index: int) -> Path:
