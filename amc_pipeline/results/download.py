@@ -303,9 +303,6 @@ class ResultDownloader:
                 for future in pending:
                     future.cancel()
 
-    def download_all(self) -> list[DownloadedFile]:
-        return sorted(self, key=lambda f: f.index)
-
     def _download_with_retries(self, index: int) -> DownloadedFile:
         assert self.urls is not None
         last: _Retry | None = None
@@ -399,20 +396,6 @@ def _empty_kind(content_type: str, url: str) -> str:
 
 def _unlink(path: Path) -> None:
     path.unlink(missing_ok=True)
-
-
-def download_results(
-    client: Any,
-    instance: Any,
-    amc_execution_id: str,
-    dest_dir: str | os.PathLike[str],
-    *,
-    api_url: str | None = None,
-    **options: Any,
-) -> list[DownloadedFile]:
-    """Download all result files of an execution into `dest_dir` (see ResultDownloader)."""
-    with iter_results(client, instance, amc_execution_id, dest_dir, api_url=api_url, **options) as downloader:
-        return downloader.download_all()
 
 
 def iter_results(
