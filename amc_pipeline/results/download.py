@@ -157,11 +157,20 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+_JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
+
+
+def _named_json(url: str) -> bool:
+    """The URL's path (never its query) ends like a JSON file."""
+    return urlsplit(url).path.lower().endswith(_JSON_SUFFIXES)
+
+
 def _classify(content_type: str, url: str, head: bytes, index: int, redacted: str) -> str:
     """Decide csv/json from Content-Type, then the URL's suffix, then the first bytes; refuse others."""
     media = _media_type(content_type)
-    first = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
-    lowered = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:64].lower()
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    first = start[:1]
+    lowered = start[:64].lower()
     if media in ("text/html", "application/xhtml+xml") or lowered.startswith((b"<!doctype", b"<html")):
         raise ResultFormatError(
             f"result file {index} is an HTML page, not a result (content type {media or 'none'}; {redacted})",
@@ -170,10 +179,9 @@ def _classify(content_type: str, url: str, head: bytes, index: int, redacted: st
         raise ResultFormatError(
             f"result file {index} is XML (an S3 error?), not a result ({media or 'no content type'}; "
             f"{redacted})", error_type=ErrorType.AMC_API)
-    path = urlsplit(url).path.lower()
-    if media in JSON_TYPES or (media in UNTYPED and path.endswith((".json", ".jsonl", ".ndjson"))):
+    if media in JSON_TYPES or (media in UNTYPED and _named_json(url)):
         kind = "json"
-    elif media in CSV_TYPES or (media in UNTYPED and path.endswith(".csv")):
+    elif media in CSV_TYPES or (media in UNTYPED and urlsplit(url).path.lower().endswith(".csv")):
         kind = "csv"
     elif media in UNTYPED:
         kind = "json" if first in (b"{", b"[") else "csv"
@@ -388,8 +396,7 @@ class ResultDownloader:
 
 
 def _empty_kind(content_type: str, url: str) -> str:
-    media = _media_type(content_type)
-    if media in JSON_TYPES or urlsplit(url).path.lower().endswith((".json", ".jsonl", ".ndjson")):
+    if _media_type(content_type) in JSON_TYPES or _named_json(url):
         return "json"
     return "csv"
 
