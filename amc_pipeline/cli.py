@@ -31,7 +31,7 @@ def simulator(host: str, port: int, db_path: str | None, sim_config: str | None)
     """Run the AMC simulator (API, token endpoint, pre-signed downloads, admin under /_simulator)."""
     import yaml
 
-    from amc_pipeline.amc.simulator import SimulatorConfig, serve
+    from amc_pipeline.simulator import SimulatorConfig, serve
 
     data = yaml.safe_load(Path(sim_config).read_text()) if sim_config else None
     try:

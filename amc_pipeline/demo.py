@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from amc_pipeline.amc.simulator import Scenario, SimulatorConfig, SimulatorServer
 from amc_pipeline.config import PROJECT_ROOT, PipelineConfig, Settings
 from amc_pipeline.partitions import partitions_def, window_for
+from amc_pipeline.simulator import Scenario, SimulatorConfig, SimulatorServer
 
 #: What the simulator does for each demo workflow (anything else succeeds with generated rows).
 DEMO_SCENARIOS = {

@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from amc_pipeline.amc.client import AmcClient, AmcCredentials, AsyncAmcClient, RetryPolicy
-from amc_pipeline.amc.simulator import Scenario, SimulatorConfig, SimulatorServer
 from amc_pipeline.config import PipelineConfig, parse_config
 from amc_pipeline.monitor.events import PassReport
 from amc_pipeline.monitor.poll import poll_due
 from amc_pipeline.monitor.submit import submit_queued
 from amc_pipeline.partitions import window_for
+from amc_pipeline.simulator import Scenario, SimulatorConfig, SimulatorServer
 from amc_pipeline.store.store import ExecutionStore
 
 INSTANCE = {"instance_id": "amcdemo001", "advertiser_id": "ENTITY1AA1AA11AAA1", "marketplace_id": "ATVPDKIKX0DER"}

@@ -248,8 +248,8 @@ def parse_size(text: str) -> int:
 
 def land_via_simulator(sim, paths: list[str]) -> str:
     from amc_pipeline.amc.client import AmcClient, AmcCredentials, execution_body
-    from amc_pipeline.amc.simulator import Scenario
     from amc_pipeline.config import InstanceConfig
+    from amc_pipeline.simulator import Scenario
 
     key = f"bench{len(paths)}x{abs(hash(tuple(paths))) % 10**6}"
     sim.set_scenario(key, Scenario(result_files=paths, columns=[list(c) for c in COLUMNS]))
@@ -283,7 +283,7 @@ def main() -> None:
         _child_main(*args.child)
         return
 
-    from amc_pipeline.amc.simulator import SimulatorConfig, SimulatorServer
+    from amc_pipeline.simulator import SimulatorConfig, SimulatorServer
 
     root = Path(tempfile.mkdtemp(prefix="amc-landing-bench-", dir=args.dir))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

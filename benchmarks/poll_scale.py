@@ -67,8 +67,8 @@ def simulator_process(conn, sim_kwargs: dict) -> None:
     Why a separate process: the simulator's Python request handlers must not compete with the poller
     for the GIL, or the figures would measure the simulator as much as the poll pass.
     """
-    from amc_pipeline.amc.simulator import Scenario, SimulatorConfig, SimulatorServer
-    from amc_pipeline.amc.simulator.state import iso_z
+    from amc_pipeline.simulator import Scenario, SimulatorConfig, SimulatorServer
+    from amc_pipeline.simulator.state import iso_z
 
     scenarios = {key: Scenario(**value) for key, value in sim_kwargs.pop("scenarios").items()}
     with SimulatorServer(SimulatorConfig(scenarios=scenarios, **sim_kwargs)) as sim:

@@ -9,8 +9,8 @@ import stamina.instrumentation
 
 from amc_pipeline.amc.auth import AmcCredentials
 from amc_pipeline.amc.client import AmcClient, RetryPolicy
-from amc_pipeline.amc.simulator import SimulatorConfig, SimulatorServer
 from amc_pipeline.config import InstanceConfig
+from amc_pipeline.simulator import SimulatorConfig, SimulatorServer
 
 INSTANCE = InstanceConfig(instance_id="amcdemo001", advertiser_id="ENTITY1AA1AA11AAA1", marketplace_id="ATVPDKIKX0DER")
 FAST_RETRY = RetryPolicy(attempts=5, wait_initial=0.01, wait_max=0.05, budget_seconds=20.0, wait_jitter=0.01)

@@ -12,7 +12,7 @@ import pytest
 
 from amc_pipeline.amc.client import AsyncAmcClient
 from amc_pipeline.amc.errors import AmbiguousCreateError, AmcAuthError, AmcError, ErrorType
-from amc_pipeline.amc.simulator import Fault, Scenario
+from amc_pipeline.simulator import Fault, Scenario
 from amc_pipeline_tests.amc.conftest import FAST_RETRY, credentials_for
 from amc_pipeline_tests.amc.test_client import SQL, body_for, stat
 

@@ -13,8 +13,8 @@ import pytest
 
 from amc_pipeline.amc.client import AmcClient, RetryPolicy, execution_body
 from amc_pipeline.amc.errors import AmbiguousCreateError, AmcAuthError, AmcError, ErrorType
-from amc_pipeline.amc.simulator import Fault, Scenario
 from amc_pipeline.config import InstanceConfig
+from amc_pipeline.simulator import Fault, Scenario
 from amc_pipeline_tests.amc.conftest import FAST_RETRY, credentials_for
 
 SQL = "SELECT advertiser, campaign, SUM(impressions) AS impressions FROM dsp_impressions GROUP BY 1, 2"

@@ -20,7 +20,7 @@ from amc_pipeline.amc.client import AmcClient, AsyncAmcClient, RetryPolicy, exec
 from amc_pipeline.amc.errors import AmcError
 from amc_pipeline.amc.redact import redact_text, redact_url
 from amc_pipeline.amc.resource import AmcResource
-from amc_pipeline.amc.simulator import Fault
+from amc_pipeline.simulator import Fault
 from amc_pipeline_tests.amc.conftest import credentials_for
 
 CLIENT_SECRET = "S3CR3T-client-secret-Zq81xv"

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from amc_pipeline.amc.simulator import Fault, Scenario
 from amc_pipeline.definitions import build_definitions
 from amc_pipeline.health.assets import compute_metrics
 from amc_pipeline.health.status import amc_probe_for, monitor_health
+from amc_pipeline.simulator import Fault, Scenario
 from amc_pipeline_tests.harness import rig
 from amc_pipeline_tests.results.test_assets import resources, sim_environment
 

@@ -3,7 +3,7 @@
 import time
 from datetime import timedelta
 
-from amc_pipeline.amc.simulator import Fault, Scenario
+from amc_pipeline.simulator import Fault, Scenario
 from amc_pipeline_tests.harness import rig
 
 CAMPAIGN = {"name": "campaign_performance", "sql": "SELECT campaign, SUM(impressions) FROM t GROUP BY 1"}

@@ -10,10 +10,10 @@ import time
 from datetime import UTC, date, datetime, timedelta
 
 from amc_pipeline.amc.client import execution_body
-from amc_pipeline.amc.simulator import Scenario
 from amc_pipeline.monitor.events import PassReport
 from amc_pipeline.monitor.poll import LIST_SLACK, PAGE_SIZE, _slices, poll_due
 from amc_pipeline.monitor.submit import submit_queued
+from amc_pipeline.simulator import Scenario
 from amc_pipeline.store.store import ExecutionStore
 from amc_pipeline_tests.harness import Rig, rig
 

@@ -9,11 +9,11 @@ faults are cleared one successful pass makes it green and the executions finish.
 import time
 from datetime import UTC, datetime, timedelta
 
-from amc_pipeline.amc.simulator import Fault
 from amc_pipeline.health.status import amc_probe_for, monitor_health
 from amc_pipeline.monitor.events import PassReport
 from amc_pipeline.monitor.poll import poll_due
 from amc_pipeline.monitor.submit import submit_queued
+from amc_pipeline.simulator import Fault
 from amc_pipeline_tests.harness import rig
 from amc_pipeline_tests.reliability.common import resources
 

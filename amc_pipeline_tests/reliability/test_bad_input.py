@@ -19,11 +19,11 @@ import httpx
 import pytest
 
 from amc_pipeline.amc.client import AsyncAmcClient
-from amc_pipeline.amc.simulator import Scenario
 from amc_pipeline.definitions import build_definitions
 from amc_pipeline.monitor.events import PassReport
 from amc_pipeline.monitor.poll import poll_due
 from amc_pipeline.results.layout import partition_dir
+from amc_pipeline.simulator import Scenario
 from amc_pipeline_tests.harness import FAST_RETRY, credentials, rig
 from amc_pipeline_tests.reliability.common import failure_text, leftovers, materialize, unreadable_parts
 

@@ -20,8 +20,8 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import pytest
 
-from amc_pipeline.amc.simulator import Fault, Scenario
 from amc_pipeline.definitions import build_definitions
+from amc_pipeline.simulator import Fault, Scenario
 from amc_pipeline_tests.harness import rig
 from amc_pipeline_tests.reliability.common import (
     executions_by_window,

@@ -20,10 +20,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from amc_pipeline.amc.client import AmcClient, execution_body
-from amc_pipeline.amc.simulator import Scenario, SimulatorServer
 from amc_pipeline.config import InstanceConfig
 from amc_pipeline.results.landing import land_execution
 from amc_pipeline.results.layout import partition_dir
+from amc_pipeline.simulator import Scenario, SimulatorServer
 from amc_pipeline_tests.harness import FAST_RETRY, credentials, sim_config
 from amc_pipeline_tests.reliability.common import leftovers, served_rows, unreadable_parts
 from amc_pipeline_tests.reliability.proxy import TcpProxy

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from amc_pipeline.amc.simulator import Fault
+from amc_pipeline.simulator import Fault
 from amc_pipeline_tests.harness import rig
 from amc_pipeline_tests.pg import require_postgres, temp_database
 from amc_pipeline_tests.reliability.common import executions_by_window

@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from amc_pipeline.amc.resource import AmcResource
-from amc_pipeline.amc.simulator import Scenario
 from amc_pipeline.definitions import build_definitions
 from amc_pipeline.resources import StoreResource
+from amc_pipeline.simulator import Scenario
 from amc_pipeline_tests.harness import rig
 
 CAMPAIGN = {"name": "campaign_performance", "sql": "SELECT campaign, SUM(impressions) FROM t GROUP BY 1"}
@@ -191,7 +191,7 @@ def test_downstream_rollup_reads_landed_partitions(env, tmp_path):
 
 
 def test_failed_landing_is_retried_by_the_sensor_with_a_new_run_key(env, tmp_path, monkeypatch):
-    from amc_pipeline.amc.simulator import Fault
+    from amc_pipeline.simulator import Fault
 
     with rig([CAMPAIGN], database_url=f"sqlite:///{tmp_path / 's.db'}",
              monitor={"landing_retry_seconds": 0.01}) as r:

@@ -20,7 +20,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from amc_pipeline.amc.client import AmcClient, AmcCredentials, execution_body
-from amc_pipeline.amc.simulator import Fault, Scenario, SimulatorConfig, SimulatorServer
 from amc_pipeline.config import InstanceConfig
 from amc_pipeline.results import landing as landing_module
 from amc_pipeline.results.convert_schema import ResultConversionError
@@ -33,6 +32,7 @@ from amc_pipeline.results.download import (
 )
 from amc_pipeline.results.landing import land_execution
 from amc_pipeline.results.layout import partition_dir
+from amc_pipeline.simulator import Fault, Scenario, SimulatorConfig, SimulatorServer
 
 INSTANCE = InstanceConfig(instance_id="amcdemo001", advertiser_id="ENTITY1AA1AA11AAA1",
                           marketplace_id="ATVPDKIKX0DER")

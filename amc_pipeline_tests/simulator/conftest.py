@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from amc_pipeline.amc.simulator import SimulatorConfig, SimulatorServer
+from amc_pipeline.simulator import SimulatorConfig, SimulatorServer
 
 INSTANCE = "amcdemo001"
 ADVERTISER = "ENTITY1AA1AA11AAA1"

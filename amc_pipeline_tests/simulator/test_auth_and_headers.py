@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amc_pipeline.amc.simulator import SimulatorServer
+from amc_pipeline.simulator import SimulatorServer
 
 from .conftest import Api, get_token
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from amc_pipeline.amc.simulator import Scenario, SimulatorConfig, SimulatorServer
+from amc_pipeline.simulator import Scenario, SimulatorConfig, SimulatorServer
 
 from .conftest import FAST, Api, explicit_body, get_token
 

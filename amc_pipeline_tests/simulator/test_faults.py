@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from amc_pipeline.amc.simulator import Fault, SimulatorConfig, SimulatorServer
+from amc_pipeline.simulator import Fault, SimulatorConfig, SimulatorServer
 
 from .conftest import FAST, Api, get_token
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from amc_pipeline.amc.simulator import Fault, Scenario, SimulatorConfig, SimulatorServer
+from amc_pipeline.simulator import Fault, Scenario, SimulatorConfig, SimulatorServer
 
 from .conftest import FAST, Api
 
@@ -146,7 +146,7 @@ def test_serve_blocks_and_answers(tmp_path: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     code = (
-        "from amc_pipeline.amc.simulator import serve, SimulatorConfig;"
+        "from amc_pipeline.simulator import serve, SimulatorConfig;"
         f"serve(SimulatorConfig(pending_seconds=0.1), '127.0.0.1', {port}, {str(tmp_path / 'db.sqlite')!r})"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from amc_pipeline.amc.simulator import Scenario, SimulatorServer
+from amc_pipeline.simulator import Scenario, SimulatorServer
 
 from .conftest import Api
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import uvicorn
 
-from amc_pipeline.amc.simulator.app import SimulatorApp
-from amc_pipeline.amc.simulator.config import Fault, Scenario, SimulatorConfig
-from amc_pipeline.amc.simulator.state import SimulatorState
+from amc_pipeline.simulator.app import SimulatorApp
+from amc_pipeline.simulator.config import Fault, Scenario, SimulatorConfig
+from amc_pipeline.simulator.state import SimulatorState
 
 
 def create_app(config: SimulatorConfig | None = None, db_path: str | Path | None = None) -> SimulatorApp:

@@ -24,9 +24,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from amc_pipeline.amc.simulator.config import Fault, Scenario
-from amc_pipeline.amc.simulator.results import metadata_document
-from amc_pipeline.amc.simulator.state import (
+from amc_pipeline.simulator.config import Fault, Scenario
+from amc_pipeline.simulator.results import metadata_document
+from amc_pipeline.simulator.state import (
     ACTIVE,
     SimulatorState,
     decode_token,
@@ -42,7 +42,7 @@ WINDOW_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
 WINDOW_TYPES = ("EXPLICIT", "MOST_RECENT_DAY", "MOST_RECENT_WEEK", "CURRENT_MONTH", "PREVIOUS_MONTH", "ALL")
 S3_BUCKET = "amc-sim-results"
 
-logger = logging.getLogger("amc_pipeline.amc.simulator")
+logger = logging.getLogger("amc_pipeline.simulator")
 
 
 class _ResultFileResponse(FileResponse):

@@ -53,10 +53,10 @@ Behaviour worth knowing:
   SQLite; result files are regenerated (deterministically) on demand.
 """
 
-from amc_pipeline.amc.simulator.app import SimulatorApp
-from amc_pipeline.amc.simulator.config import Fault, Scenario, SimulatorConfig
-from amc_pipeline.amc.simulator.server import SimulatorServer, create_app, serve
-from amc_pipeline.amc.simulator.state import SimulatorState, workflow_key
+from amc_pipeline.simulator.app import SimulatorApp
+from amc_pipeline.simulator.config import Fault, Scenario, SimulatorConfig
+from amc_pipeline.simulator.server import SimulatorServer, create_app, serve
+from amc_pipeline.simulator.state import SimulatorState, workflow_key
 
 __all__ = [
     "Fault",

@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from amc_pipeline.amc.simulator import results
-from amc_pipeline.amc.simulator.config import Fault, Scenario, SimulatorConfig
+from amc_pipeline.simulator import results
+from amc_pipeline.simulator.config import Fault, Scenario, SimulatorConfig
 
 ACTIVE = ("PENDING", "RUNNING")
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "REJECTED")
