@@ -14,7 +14,6 @@ from amc_pipeline.store.states import (
     TERMINAL,
     TIMEOUT,
     can_transition,
-    map_amc_status,
 )
 from amc_pipeline.store.store import ExecutionNotFound, ExecutionStore
 
@@ -36,5 +35,4 @@ __all__ = [
     "ExecutionStore",
     "ExecutionView",
     "can_transition",
-    "map_amc_status",
 ]

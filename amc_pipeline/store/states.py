@@ -5,8 +5,6 @@ Why one table of allowed moves: every status write in the store is a compare-and
 can never move an execution backwards or out of a terminal state.
 """
 
-from amc_pipeline.amc.models import AMC_STATUS_MAP
-
 QUEUED = "QUEUED"
 PENDING = "PENDING"
 RUNNING = "RUNNING"
@@ -39,9 +37,3 @@ def can_transition(from_status: str, to_status: str) -> bool:
     """True when `from_status -> to_status` is an allowed move. A no-op (a == b) is not a transition."""
     return to_status in ALLOWED.get(from_status, frozenset())
 
-
-def map_amc_status(amc_status: str | None) -> str | None:
-    """AMC's status -> our lifecycle status; None for a status we do not know (log it, change nothing)."""
-    if not amc_status:
-        return None
-    return AMC_STATUS_MAP.get(amc_status.strip().upper())
