@@ -19,7 +19,7 @@ PAIRS = list(itertools.product(STATUSES, STATUSES))
 
 
 def test_every_transition_pair_against_the_database(store: ExecutionStore, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="amc_pipeline.store.store")
+    caplog.set_level(logging.WARNING, logger="amc_pipeline.store.status_writes")
     for i, (a, b) in enumerate(PAIRS):
         view = enq(store, f"pair-{i}")
         attempt_id = view.attempt.id
