@@ -1,6 +1,6 @@
 """The execution store: executions, their AMC attempts, the lifecycle state machine and its queries."""
 
-from amc_pipeline.store.records import Attempt, DueSummary, ExecutionView
+from amc_pipeline.store.records import Attempt, DueSummary, Enqueued, ExecutionView, Superseded
 from amc_pipeline.store.states import (
     ACTIVE,
     ALLOWED,
@@ -31,8 +31,10 @@ __all__ = [
     "TIMEOUT",
     "Attempt",
     "DueSummary",
+    "Enqueued",
     "ExecutionNotFound",
     "ExecutionStore",
     "ExecutionView",
+    "Superseded",
     "can_transition",
 ]

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from amc_pipeline.store.engine import StoreEngine
-from amc_pipeline.store.records import Attempt, ExecutionView
+from amc_pipeline.store.records import Attempt, Enqueued, ExecutionView, Superseded
 from amc_pipeline.store.rows import (
     A,
     E,
@@ -62,8 +62,39 @@ class Executions(StoreEngine):
         refuses a second live row, and the loser of a race re-reads the winner's row (created False).
         `force_new` supersedes the live row (live=False) and creates a new one in the same transaction;
         the old attempt is cancelled here only when it is QUEUED and its submit never started (nothing
-        exists at AMC); an active old attempt is the caller's to cancel at AMC.
+        exists at AMC); an active old attempt is the caller's to cancel at AMC. Returns (execution,
+        created); `enqueue_forced` also says what was superseded.
         """
+        result = self._enqueue(workflow, instance_id, partition_key, window_start, window_end, force_new, now)
+        return result.execution, result.created
+
+    def enqueue_forced(
+        self,
+        *,
+        workflow: str,
+        instance_id: str,
+        partition_key: str,
+        window_start: datetime,
+        window_end: datetime,
+        now: datetime | None = None,
+    ) -> Enqueued:
+        """`enqueue(..., force_new=True)`, returning `Enqueued(execution, created, superseded)`.
+
+        `superseded` is the old execution, its attempt and whether the store cancelled that attempt
+        (`Superseded.cancelled`); when False and the attempt is active, the caller cancels it at AMC.
+        """
+        return self._enqueue(workflow, instance_id, partition_key, window_start, window_end, True, now)
+
+    def _enqueue(
+        self,
+        workflow: str,
+        instance_id: str,
+        partition_key: str,
+        window_start: datetime,
+        window_end: datetime,
+        force_new: bool,
+        now: datetime | None,
+    ) -> Enqueued:
         now = utc(now)
         utc(window_start)
         utc(window_end)
@@ -71,21 +102,23 @@ class Executions(StoreEngine):
             try:
                 with self.engine.begin() as conn:
                     existing = live_row(conn, workflow, partition_key)
+                    superseded = None
                     if existing is not None:
                         if not force_new:
-                            return view_from(existing), False
-                        _supersede(conn, existing, now)
+                            return Enqueued(view_from(existing), False, None)
+                        superseded = _supersede(conn, existing, now)
                     execution_id = _insert_execution(
                         conn, workflow, instance_id, partition_key, window_start, window_end, now
                     )
-                    return get_view(conn, execution_id), True
+                    return Enqueued(get_view(conn, execution_id), True, superseded)
             except IntegrityError as exc:
-                # Another process inserted the live row first (or, astronomically, a token clashed).
+                # Another process inserted the live row first (or, astronomically, a token clashed);
+                # this transaction, our supersede included, was rolled back.
                 logger.info("enqueue %s/%s lost a race, re-reading: %s", workflow, partition_key, exc.orig)
                 with self._read() as conn:
                     existing = live_row(conn, workflow, partition_key)
                 if existing is not None:
-                    return view_from(existing), False
+                    return Enqueued(view_from(existing), False, None)
         raise RuntimeError(f"enqueue {workflow}/{partition_key}: gave up after {_ENQUEUE_RETRIES} races")
 
     # -------------------------------------------------------------------------------------------- reads
@@ -195,19 +228,27 @@ class Executions(StoreEngine):
 # ------------------------------------------------------------------------------ helpers on a connection
 
 
-def _supersede(conn: Connection, existing: Mapping[str, Any], now: datetime) -> None:
+def _supersede(conn: Connection, existing: Mapping[str, Any], now: datetime) -> Superseded:
+    """Take the live execution out of service and cancel its attempt if nothing can exist at AMC yet.
+
+    The cancel is the ordinary status CAS (QUEUED -> CANCELLED) with one extra condition, submit never
+    started: once a create call may have been sent, only the caller can cancel it (at AMC).
+    """
     conn.execute(update(E).where(E.c.id == existing["e_id"], E.c.live).values(live=False))
-    if existing["c_id"] is not None:
-        conn.execute(
-            update(A)
-            .where(A.c.id == existing["c_id"], A.c.status == QUEUED, A.c.submit_started_at.is_(None))
-            .values(
-                status=CANCELLED,
-                status_changed_at=now,
-                completed_at=now,
-                last_error=SUPERSEDED_ERROR,
-            )
+    cancelled = False
+    # The snapshot only skips a write that cannot apply (nothing returns to QUEUED); the CAS decides.
+    if existing["c_id"] is not None and existing["c_status"] == QUEUED:
+        cancelled = set_status(
+            conn,
+            existing["c_id"],
+            QUEUED,
+            CANCELLED,
+            now=now,
+            where=(A.c.submit_started_at.is_(None),),
+            last_error=SUPERSEDED_ERROR,
         )
+    old = get_view(conn, existing["e_id"])
+    return Superseded(old, old.attempt, cancelled)
 
 
 def _insert_execution(

@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from amc_pipeline.store.states import ACTIVE, TERMINAL
 
@@ -122,6 +122,34 @@ class DueSummary:
     @property
     def any_due(self) -> bool:
         return bool(self.submit_due or self.poll_due or self.ambiguous)
+
+
+class Superseded(NamedTuple):
+    """What a forced enqueue superseded: the old execution and its current attempt, as written.
+
+    Why the caller needs it: the store cancels the old attempt itself only when nothing can exist at
+    AMC (QUEUED, submit never started: `cancelled` True). Otherwise (`cancelled` False) the attempt may
+    be running at AMC and it is the caller's to cancel there, using exactly this attempt rather than a
+    re-read that could race with the monitor.
+    """
+
+    #: The old execution after the supersede (live False), with its current attempt.
+    execution: ExecutionView
+    #: That current attempt after the supersede (CANCELLED when `cancelled`); None only mid-insert.
+    attempt: Attempt | None
+    #: True when the store cancelled the attempt in the same transaction as the new execution's insert.
+    cancelled: bool
+
+
+class Enqueued(NamedTuple):
+    """The result of `ExecutionStore.enqueue_forced`: the live execution and what it replaced."""
+
+    #: The live execution for (workflow, partition_key).
+    execution: ExecutionView
+    #: False when another process created the live execution first (this call then superseded nothing).
+    created: bool
+    #: The execution this call superseded; None when nothing was live (or the race was lost).
+    superseded: Superseded | None
 
 
 _ATTEMPT_FIELDS = tuple(f for f in Attempt.__dataclass_fields__)

@@ -26,6 +26,7 @@ from amc_pipeline.store.engine import (
 from amc_pipeline.store.executions import Executions
 from amc_pipeline.store.heartbeats import Heartbeats
 from amc_pipeline.store.landing import Landing
+from amc_pipeline.store.records import Enqueued, Superseded
 from amc_pipeline.store.reports import Reports
 from amc_pipeline.store.rows import ExecutionNotFound
 
@@ -34,8 +35,10 @@ __all__ = [
     "MIGRATION_LOCK_KEY",
     "SQLITE_BUSY_TIMEOUT_MS",
     "DueCheck",
+    "Enqueued",
     "ExecutionNotFound",
     "ExecutionStore",
+    "Superseded",
     "alembic_config",
     "current_revision",
     "head_revision",
@@ -49,7 +52,7 @@ class ExecutionStore(Executions, DueWork, Landing, Heartbeats, Reports):
     """All reads and writes of executions and attempts. Safe to share between threads and processes.
 
     `ExecutionStore(url, upgrade=True, **engine_kwargs)` opens the database (see `StoreEngine`);
-    the methods come from one mixin per concern: `Executions` (enqueue, get*, transition,
+    the methods come from one mixin per concern: `Executions` (enqueue, enqueue_forced, get*, transition,
     update_attempt, new_attempt), `DueWork` (the monitor's due queries, begin_submit, record_check(s)),
     `Landing`, `Heartbeats` and `Reports`.
 

@@ -12,11 +12,11 @@ from amc_pipeline.store.reports import Reports
 
 MIXINS = (Executions, DueWork, Landing, Heartbeats, Reports)
 
-# The public methods callers outside store/ rely on.
+# The public methods callers outside store/ rely on (enqueue_forced added by the split).
 PUBLIC = {
     "active_attempts", "active_count", "ambiguous_attempts", "amc_ids_for", "attempt_pairs", "attempts_for",
     "attempts_since", "begin_landing", "begin_submit", "close", "due_checks", "due_for_poll", "due_summary",
-    "enqueue", "get", "get_attempt", "get_by_amc_id", "get_live", "heartbeat", "landable",
+    "enqueue", "enqueue_forced", "get", "get_attempt", "get_by_amc_id", "get_live", "heartbeat", "landable",
     "list_executions", "new_attempt", "queued_for_submit", "record_check", "record_checks", "record_heartbeat",
     "record_land_failure", "record_landed", "submitted_since", "transition", "update_attempt", "upgrade",
 }

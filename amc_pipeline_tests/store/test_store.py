@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import text
 
-from amc_pipeline.store import STATUSES, ExecutionNotFound, ExecutionStore, can_transition
+from amc_pipeline.store import STATUSES, Enqueued, ExecutionNotFound, ExecutionStore, can_transition, status_writes
 from amc_pipeline.store.records import DueSummary
 from amc_pipeline_tests.store.helpers import T0, at, enq, force_status, submit
 
@@ -167,6 +167,57 @@ def test_force_new_supersedes(store: ExecutionStore) -> None:
         workflow="wf", instance_id="inst", partition_key="2024-09-09", window_start=T0, window_end=T0, force_new=True
     )
     assert created
+
+
+def _forced(store: ExecutionStore, key: str, now: datetime) -> Enqueued:
+    return store.enqueue_forced(
+        workflow="wf", instance_id="inst", partition_key=key, window_start=T0, window_end=at(86400), now=now
+    )
+
+
+def test_enqueue_forced_reports_what_it_superseded(store: ExecutionStore) -> None:
+    # nothing live: creates, supersedes nothing
+    first = _forced(store, "2024-09-01", at(0))
+    assert first.created and first.superseded is None and first.execution.status == "QUEUED"
+    # never submitted: the store cancels it, through the same CAS as transition()
+    second = _forced(store, "2024-09-01", at(10))
+    old_view, old_attempt, cancelled = second.superseded
+    assert cancelled and second.created and second.execution.live
+    assert old_view.id == first.execution.id and not old_view.live
+    assert old_attempt == store.get_attempt(first.execution.attempt.id) == old_view.attempt
+    assert old_attempt.status == "CANCELLED"
+    assert (old_attempt.status_changed_at, old_attempt.completed_at) == (at(10), at(10))
+    assert old_attempt.last_error == "superseded by a forced re-run before submit"
+    assert old_attempt.submitted_at is None and old_attempt.started_at is None
+    # submit started (ambiguous create): left QUEUED for the caller, not cancelled
+    assert store.begin_submit(second.execution.attempt.id, at(15))
+    third = _forced(store, "2024-09-01", at(20))
+    assert third.superseded.cancelled is False
+    assert third.superseded.attempt.status == "QUEUED" and third.superseded.attempt.completed_at is None
+    assert not third.superseded.execution.live
+    # active at AMC: left PENDING for the caller to cancel there
+    submit(store, third.execution, "amc-3", now=at(30))
+    fourth = _forced(store, "2024-09-01", at(40))
+    assert fourth.superseded == (store.get(third.execution.id), store.get_attempt(third.execution.attempt.id), False)
+    assert fourth.superseded.attempt.status == "PENDING"
+    # enqueue() keeps its (execution, created) return value
+    view, created = store.enqueue(
+        workflow="wf", instance_id="inst", partition_key="2024-09-01", window_start=T0, window_end=at(86400)
+    )
+    assert (view, created) == (fourth.execution, False)
+
+
+def test_supersede_cancel_obeys_the_lifecycle_table(
+    store: ExecutionStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The cancel is the status CAS, not a raw UPDATE: a move the table refuses is not written."""
+    old = enq(store, "2024-09-01")
+    monkeypatch.setattr(status_writes, "can_transition", lambda a, b: not (a == "QUEUED" and b == "CANCELLED"))
+    caplog.set_level(logging.WARNING, logger="amc_pipeline.store.status_writes")
+    result = _forced(store, "2024-09-01", at(10))
+    assert result.created and result.superseded.cancelled is False
+    assert store.get_attempt(old.attempt.id).status == "QUEUED" and not store.get(old.id).live
+    assert any("QUEUED -> CANCELLED is not allowed" in r.getMessage() for r in caplog.records)
 
 
 # -------------------------------------------------------------------------------------------- queries
