@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from amc_pipeline.store.states import ACTIVE, TERMINAL
+from amc_pipeline.store.states import ACTIVE, QUEUED, TERMINAL
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Attempt:
     @property
     def is_ambiguous(self) -> bool:
         """A create was started and we do not know whether AMC has the execution: resolve by listing."""
-        return self.status == "QUEUED" and self.submit_started_at is not None and self.amc_execution_id is None
+        return self.status == QUEUED and self.submit_started_at is not None and self.amc_execution_id is None
 
     def columns(self) -> list[dict[str, Any]]:
         """`output_columns` parsed from its JSON text ([] when unknown)."""
