@@ -15,8 +15,8 @@ from amc_pipeline.monitor.submit import submit_queued
 from amc_pipeline.partitions import window_for
 from amc_pipeline.simulator import Scenario, SimulatorConfig, SimulatorServer
 from amc_pipeline.store.store import ExecutionStore
+from amc_pipeline_tests.constants import FAST_LIFECYCLE, INSTANCE, INSTANCE_ID
 
-INSTANCE = {"instance_id": "amcdemo001", "advertiser_id": "ENTITY1AA1AA11AAA1", "marketplace_id": "ATVPDKIKX0DER"}
 FAST_MONITOR = {
     "sensor_interval_seconds": 1,
     "poll_initial_seconds": 0.05,
@@ -31,7 +31,7 @@ FAST_RETRY = RetryPolicy(attempts=4, wait_initial=0.01, wait_max=0.05, budget_se
 
 def pipeline_config(workflows: list[dict[str, Any]], *, instance: dict | None = None,
                     monitor: dict | None = None) -> PipelineConfig:
-    base = {"instance_id": "amcdemo001", "partitions": "daily", "start_date": "2026-10-01", "data_lag_days": 0}
+    base = {"instance_id": INSTANCE_ID, "partitions": "daily", "start_date": "2026-10-01", "data_lag_days": 0}
     return parse_config({
         "instances": [{**INSTANCE, **(instance or {})}],
         "workflows": [{**base, **w} for w in workflows],
@@ -40,7 +40,7 @@ def pipeline_config(workflows: list[dict[str, Any]], *, instance: dict | None = 
 
 
 def sim_config(**overrides: Any) -> SimulatorConfig:
-    values: dict[str, Any] = {"pending_seconds": 0.2, "running_seconds": 0.3}
+    values: dict[str, Any] = dict(FAST_LIFECYCLE)
     values.update(overrides)
     return SimulatorConfig(**values)
 

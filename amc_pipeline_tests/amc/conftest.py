@@ -11,14 +11,15 @@ from amc_pipeline.amc.auth import AmcCredentials
 from amc_pipeline.amc.client import AmcClient, RetryPolicy
 from amc_pipeline.config import InstanceConfig
 from amc_pipeline.simulator import SimulatorConfig, SimulatorServer
+from amc_pipeline_tests import constants
 
-INSTANCE = InstanceConfig(instance_id="amcdemo001", advertiser_id="ENTITY1AA1AA11AAA1", marketplace_id="ATVPDKIKX0DER")
+INSTANCE = InstanceConfig(**constants.INSTANCE)
 FAST_RETRY = RetryPolicy(attempts=5, wait_initial=0.01, wait_max=0.05, budget_seconds=20.0, wait_jitter=0.01)
 
 
 def sim_config(**overrides) -> SimulatorConfig:
     """Fast lifecycle (sub-second) and a roomy quota unless a test says otherwise."""
-    values = {"pending_seconds": 0.2, "running_seconds": 0.3, "daily_quota": 1000}
+    values = {**constants.FAST_LIFECYCLE, "daily_quota": 1000}
     values.update(overrides)
     return SimulatorConfig(**values)
 

@@ -16,6 +16,7 @@ from amc_pipeline.amc.errors import AmbiguousCreateError, AmcAuthError, AmcError
 from amc_pipeline.config import InstanceConfig
 from amc_pipeline.simulator import Fault, Scenario
 from amc_pipeline_tests.amc.conftest import FAST_RETRY, credentials_for
+from amc_pipeline_tests.constants import ADVERTISER_ID, INSTANCE_ID, MARKETPLACE_ID
 
 SQL = "SELECT advertiser, campaign, SUM(impressions) AS impressions FROM dsp_impressions GROUP BY 1, 2"
 
@@ -64,7 +65,7 @@ def test_execution_endpoints_round_trip(sim, client, instance):
     assert created.workflow_id == "daily_reach-t1"
     assert created.window_start_original == "2024-01-01T00:00:00"
     assert created.request_id  # x-amz-request-id kept on results
-    [record] = sim.executions("amcdemo001")
+    [record] = sim.executions(INSTANCE_ID)
     assert record["workflowExecutionId"] == created.execution_id
     assert record["timeWindowTimeZoneOriginal"] == "UTC"
 
@@ -100,8 +101,8 @@ def test_every_call_sends_the_four_amc_headers(sim, client, instance):
     for request in api:
         assert request.headers["Amazon-Advertising-API-ClientId"] == sim.config.client_id
         assert request.headers["Authorization"].startswith("Bearer Atza|")
-        assert request.headers["Amazon-Advertising-API-AdvertiserId"] == "ENTITY1AA1AA11AAA1"
-        assert request.headers["Amazon-Advertising-API-MarketplaceId"] == "ATVPDKIKX0DER"
+        assert request.headers["Amazon-Advertising-API-AdvertiserId"] == ADVERTISER_ID
+        assert request.headers["Amazon-Advertising-API-MarketplaceId"] == MARKETPLACE_ID
         assert request.headers["Accept"] == "application/json"
         assert "minCreationTime" in request.url.params and "Z" not in request.url.params["minCreationTime"]
 
@@ -155,7 +156,7 @@ def test_sql_compile_error_is_query_with_amc_details(sim, client, instance):
 
 def test_wrong_advertiser_is_permission_and_not_retried(sim, client):
     stranger = InstanceConfig(
-        instance_id="amcdemo001", advertiser_id="ENTITY9ZZ9ZZ99ZZZ9", marketplace_id="ATVPDKIKX0DER"
+        instance_id=INSTANCE_ID, advertiser_id="ENTITY9ZZ9ZZ99ZZZ9", marketplace_id=MARKETPLACE_ID
     )
     with pytest.raises(AmcError) as excinfo:
         client.list_executions_page(stranger, min_creation_time=since())
@@ -263,7 +264,7 @@ def test_ambiguous_create_is_never_resent_and_listing_resolves_it(sim, client, i
     assert stat(sim, "create") == 1  # the POST was not retried
 
     resolved = resolve_ambiguous(client, instance, body)
-    executions = sim.executions("amcdemo001")
+    executions = sim.executions(INSTANCE_ID)
     assert [e["workflowExecutionId"] for e in executions] == [resolved.execution_id]  # exactly one
     # lost_create_response: AMC created it, listing adopts it and no second POST is made.
     # The others failed before AMC created anything: listing finds none, one new create.

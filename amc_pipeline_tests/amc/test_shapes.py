@@ -17,7 +17,7 @@ from amc_pipeline.amc.client import AmcClient, RetryPolicy
 from amc_pipeline.amc.errors import AmbiguousCreateError, AmcError, ErrorType
 from amc_pipeline_tests.amc.conftest import INSTANCE
 
-BASE = "/amc/reporting/amcdemo001/workflowExecutions"
+BASE = f"/amc/reporting/{INSTANCE.instance_id}/workflowExecutions"
 RETRY = RetryPolicy(attempts=3, wait_initial=0.01, wait_max=0.02, budget_seconds=5.0, wait_jitter=0.01)
 RECORD = {"workflowExecutionId": "11111111-2222-3333-4444-555555555555", "status": "RUNNING", "workflowId": "w-1"}
 

@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pyarrow.parquet as pq
 
-from amc_pipeline_tests.e2e.stack import INSTANCE, Stack
+from amc_pipeline_tests.constants import INSTANCE
+from amc_pipeline_tests.e2e.stack import Stack
 
 LOCATION = "amc_pipeline"
 REPOSITORY = "__repository__"

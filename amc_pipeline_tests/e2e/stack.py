@@ -27,9 +27,9 @@ import httpx
 import yaml
 
 from amc_pipeline.config import PROJECT_ROOT
+from amc_pipeline_tests.constants import INSTANCE
 
 BIN = Path(sys.executable).parent
-INSTANCE = {"instance_id": "amcdemo001", "advertiser_id": "ENTITY1AA1AA11AAA1", "marketplace_id": "ATVPDKIKX0DER"}
 FAST_MONITOR = {
     "sensor_interval_seconds": 2,
     "poll_initial_seconds": 1,

@@ -4,6 +4,7 @@ import time
 from datetime import timedelta
 
 from amc_pipeline.simulator import Fault, Scenario
+from amc_pipeline_tests.constants import INSTANCE_ID
 from amc_pipeline_tests.harness import rig
 
 CAMPAIGN = {"name": "campaign_performance", "sql": "SELECT campaign, SUM(impressions) FROM t GROUP BY 1"}
@@ -190,7 +191,7 @@ def test_max_active_executions_is_respected(db_url):
         for _ in range(3):
             r.monitor_pass()
         assert len(r.sim.executions()) == 2
-        assert r.store.active_count("amcdemo001") == 2
+        assert r.store.active_count(INSTANCE_ID) == 2
 
 
 def test_lost_create_response_makes_exactly_one_execution(db_url):

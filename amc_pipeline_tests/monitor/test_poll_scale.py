@@ -15,6 +15,7 @@ from amc_pipeline.monitor.poll import LIST_SLACK, PAGE_SIZE, _slices, poll_due
 from amc_pipeline.monitor.submit import submit_queued
 from amc_pipeline.simulator import Scenario
 from amc_pipeline.store.store import ExecutionStore
+from amc_pipeline_tests.constants import INSTANCE_ID
 from amc_pipeline_tests.harness import Rig, rig
 
 SQL = "SELECT campaign, SUM(impressions) FROM t GROUP BY 1"
@@ -99,7 +100,7 @@ def test_other_clients_executions_on_the_instance_are_ignored(db_url):
     scenarios = {"ours": Scenario(kind="stuck_pending"), "other": Scenario(kind="succeed")}
     with rig([workflow("ours")], database_url=db_url, instance=BIG_INSTANCE, daily_quota=100_000,
              scenarios=scenarios) as r:
-        instance = r.config.instance("amcdemo001")
+        instance = r.config.instance(INSTANCE_ID)
         window = datetime(2025, 3, 1)
 
         def foreign(k: int) -> None:
@@ -113,7 +114,7 @@ def test_other_clients_executions_on_the_instance_are_ignored(db_url):
         foreign(70)
         enqueue_and_submit(r, "ours", ours // 2, offset=ours // 2)
         foreign(70)
-        known = r.store.amc_ids_for("amcdemo001")
+        known = r.store.amc_ids_for(INSTANCE_ID)
         assert len(known) == ours and len(r.sim.executions()) == ours + 210
 
         report, served = poll_pass(r, datetime.now(UTC) + timedelta(seconds=1))
@@ -121,7 +122,7 @@ def test_other_clients_executions_on_the_instance_are_ignored(db_url):
         # their executions share our pages (270 records in the listed creation times), nothing more
         assert report.list_requests <= 2 * math.ceil((ours + 210) / PAGE_SIZE)
         assert report.checked == ours and report.errors == 0 and not report.changes
-        assert r.store.amc_ids_for("amcdemo001") == known  # nothing adopted or invented
+        assert r.store.amc_ids_for(INSTANCE_ID) == known  # nothing adopted or invented
         assert all(e.attempt.status == "PENDING" for e in r.store.list_executions(workflow="ours"))
 
 

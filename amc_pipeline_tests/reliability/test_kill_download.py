@@ -24,13 +24,14 @@ from amc_pipeline.config import InstanceConfig
 from amc_pipeline.results.landing import land_execution
 from amc_pipeline.results.layout import partition_dir
 from amc_pipeline.simulator import Scenario, SimulatorServer
+from amc_pipeline_tests import constants
 from amc_pipeline_tests.harness import FAST_RETRY, credentials, sim_config
 from amc_pipeline_tests.reliability.common import leftovers, served_rows, unreadable_parts
 from amc_pipeline_tests.reliability.proxy import TcpProxy
 
-INSTANCE = InstanceConfig(instance_id="amcdemo001", advertiser_id="ENTITY1AA1AA11AAA1",
-                          marketplace_id="ATVPDKIKX0DER")
-CHILD = Path(__file__).with_name("land_child.py")
+INSTANCE = InstanceConfig(**constants.INSTANCE)
+#: Run with -m from the project root, so the child imports the test package like the tests do.
+CHILD = "amc_pipeline_tests.reliability.land_child"
 PROJECT = Path(__file__).resolve().parents[2]
 
 
@@ -68,7 +69,7 @@ def test_sigkill_mid_download_leaves_previous_version_and_next_attempt_lands(tmp
         size = sum(len(b) for b in sim.served_files(big_id))
         proxy_url = f"http://127.0.0.1:{proxy.port}"
         child = subprocess.Popen(
-            [sys.executable, str(CHILD), proxy_url, proxy_url + "/auth/o2/token", str(data_dir), "wf", "k",
+            [sys.executable, "-m", CHILD, proxy_url, proxy_url + "/auth/o2/token", str(data_dir), "wf", "k",
              big_id, json.dumps(big_columns)],
             cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )

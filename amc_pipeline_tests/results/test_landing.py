@@ -33,10 +33,10 @@ from amc_pipeline.results.download import (
 from amc_pipeline.results.landing import land_execution
 from amc_pipeline.results.layout import partition_dir
 from amc_pipeline.simulator import Fault, Scenario, SimulatorConfig, SimulatorServer
+from amc_pipeline_tests import constants
 
-INSTANCE = InstanceConfig(instance_id="amcdemo001", advertiser_id="ENTITY1AA1AA11AAA1",
-                          marketplace_id="ATVPDKIKX0DER")
-SECRET_MARKERS = ("X-Amz-Signature", "X-Amz-Credential", "sim-client-secret", "sim-refresh-token")
+INSTANCE = InstanceConfig(**constants.INSTANCE)
+SECRET_MARKERS = ("X-Amz-Signature", "X-Amz-Credential", constants.CLIENT_SECRET, constants.REFRESH_TOKEN)
 
 
 @pytest.fixture
@@ -47,8 +47,7 @@ def sim():
 
 @pytest.fixture
 def client(sim):
-    creds = AmcCredentials(client_id="sim-client-id", client_secret="sim-client-secret",
-                           refresh_token="sim-refresh-token", token_url=sim.token_url)
+    creds = AmcCredentials(**constants.CREDENTIALS, token_url=sim.token_url)
     with AmcClient(sim.url, creds) as amc:
         yield amc
 

@@ -9,11 +9,14 @@ import httpx
 import pytest
 
 from amc_pipeline.simulator import SimulatorConfig, SimulatorServer
-
-INSTANCE = "amcdemo001"
-ADVERTISER = "ENTITY1AA1AA11AAA1"
-MARKETPLACE = "ATVPDKIKX0DER"
-FAST = {"pending_seconds": 0.2, "running_seconds": 0.3}
+from amc_pipeline_tests.constants import (
+    ADVERTISER_ID,
+    CLIENT_ID,
+    CREDENTIALS,
+    FAST_LIFECYCLE,
+    INSTANCE_ID,
+    MARKETPLACE_ID,
+)
 
 
 def explicit_body(workflow_id: str = "daily-t1", sql: str = "SELECT campaign FROM dsp_impressions", **extra: Any):
@@ -29,12 +32,7 @@ def explicit_body(workflow_id: str = "daily-t1", sql: str = "SELECT campaign FRO
 
 
 def get_token(sim: SimulatorServer, **overrides: str) -> httpx.Response:
-    form = {
-        "grant_type": "refresh_token",
-        "client_id": "sim-client-id",
-        "client_secret": "sim-client-secret",
-        "refresh_token": "sim-refresh-token",
-    }
+    form = {"grant_type": "refresh_token", **CREDENTIALS}
     form.update(overrides)
     return httpx.post(sim.token_url, data=form, timeout=10)
 
@@ -42,7 +40,7 @@ def get_token(sim: SimulatorServer, **overrides: str) -> httpx.Response:
 class Api:
     """Authenticated httpx client for one instance: just enough to exercise the simulator."""
 
-    def __init__(self, sim: SimulatorServer, instance: str = INSTANCE) -> None:
+    def __init__(self, sim: SimulatorServer, instance: str = INSTANCE_ID) -> None:
         self.sim = sim
         self.instance = instance
         self.token = get_token(sim).json()["access_token"]
@@ -51,9 +49,9 @@ class Api:
     def headers(self, **overrides: str | None) -> dict[str, str]:
         headers: dict[str, str | None] = {
             "Authorization": f"Bearer {self.token}",
-            "Amazon-Advertising-API-ClientId": "sim-client-id",
-            "Amazon-Advertising-API-AdvertiserId": ADVERTISER,
-            "Amazon-Advertising-API-MarketplaceId": MARKETPLACE,
+            "Amazon-Advertising-API-ClientId": CLIENT_ID,
+            "Amazon-Advertising-API-AdvertiserId": ADVERTISER_ID,
+            "Amazon-Advertising-API-MarketplaceId": MARKETPLACE_ID,
         }
         headers.update(overrides)
         return {k: v for k, v in headers.items() if v is not None}
@@ -91,7 +89,7 @@ class Api:
 
 @pytest.fixture
 def sim() -> Iterator[SimulatorServer]:
-    with SimulatorServer(SimulatorConfig(**FAST, seed=7)) as server:
+    with SimulatorServer(SimulatorConfig(**FAST_LIFECYCLE, seed=7)) as server:
         yield server
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from amc_pipeline.simulator import SimulatorServer
+from amc_pipeline_tests.constants import OTHER_INSTANCE_ID, REFRESH_TOKEN
 
 from .conftest import Api, get_token
 
@@ -14,7 +15,7 @@ def test_token_flow_returns_bearer_token(sim: SimulatorServer) -> None:
     assert body["access_token"].startswith("Atza|")
     assert body["token_type"] == "bearer"
     assert body["expires_in"] == 3600
-    assert body["refresh_token"] == "sim-refresh-token"
+    assert body["refresh_token"] == REFRESH_TOKEN
     assert response.headers["x-amz-request-id"]
 
 
@@ -70,8 +71,8 @@ def test_header_checks(sim: SimulatorServer, api: Api) -> None:
 
 
 def test_registered_instance_is_usable(sim: SimulatorServer) -> None:
-    sim.register_instance("amcother02", "ENTITY2BB2BB22BBB2", "A1PA6795UKMFR9")
-    other = Api(sim, instance="amcother02")
+    sim.register_instance(OTHER_INSTANCE_ID, "ENTITY2BB2BB22BBB2", "A1PA6795UKMFR9")
+    other = Api(sim, instance=OTHER_INSTANCE_ID)
     try:
         headers = other.headers(
             **{

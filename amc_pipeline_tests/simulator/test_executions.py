@@ -8,8 +8,9 @@ import uuid
 import pytest
 
 from amc_pipeline.simulator import Scenario, SimulatorConfig, SimulatorServer
+from amc_pipeline_tests.constants import ADVERTISER_ID, FAST_LIFECYCLE, MARKETPLACE_ID, OTHER_INSTANCE_ID
 
-from .conftest import FAST, Api, explicit_body, get_token
+from .conftest import Api, explicit_body, get_token
 
 
 def test_create_answers_flat_pending_record_with_utc_window(api: Api) -> None:
@@ -164,7 +165,7 @@ def test_sql_error_scenario(api: Api) -> None:
 
 
 def test_daily_quota_429_with_retry_after() -> None:
-    with SimulatorServer(SimulatorConfig(**FAST, daily_quota=2)) as sim:
+    with SimulatorServer(SimulatorConfig(**FAST_LIFECYCLE, daily_quota=2)) as sim:
         api = Api(sim)
         try:
             assert api.create().status_code == 200
@@ -243,8 +244,8 @@ def test_get_unknown_execution_is_404(api: Api) -> None:
 
 def test_execution_invisible_from_other_instance(sim: SimulatorServer, api: Api) -> None:
     execution_id = api.create().json()["workflowExecutionId"]
-    sim.register_instance("amcother02", "ENTITY1AA1AA11AAA1", "ATVPDKIKX0DER")
-    other = Api(sim, instance="amcother02")
+    sim.register_instance(OTHER_INSTANCE_ID, ADVERTISER_ID, MARKETPLACE_ID)
+    other = Api(sim, instance=OTHER_INSTANCE_ID)
     try:
         assert other.get(execution_id).status_code == 404
     finally:

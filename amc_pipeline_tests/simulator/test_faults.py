@@ -8,8 +8,9 @@ import httpx
 import pytest
 
 from amc_pipeline.simulator import Fault, SimulatorConfig, SimulatorServer
+from amc_pipeline_tests.constants import ADVERTISER_ID, CLIENT_ID, FAST_LIFECYCLE, INSTANCE_ID, MARKETPLACE_ID
 
-from .conftest import FAST, Api, get_token
+from .conftest import Api, get_token
 
 
 def test_throttle_times_then_recovers(api: Api) -> None:
@@ -45,7 +46,7 @@ def test_fault_endpoint_matching(api: Api) -> None:
 
 def test_probability_is_seedable() -> None:
     def pattern() -> list[int]:
-        with SimulatorServer(SimulatorConfig(**FAST, seed=42)) as sim:
+        with SimulatorServer(SimulatorConfig(**FAST_LIFECYCLE, seed=42)) as sim:
             api = Api(sim)
             try:
                 sim.add_fault(Fault(kind="error500", endpoint="list", probability=0.5))
@@ -114,18 +115,18 @@ def test_token_endpoint_faults(sim: SimulatorServer) -> None:
 
 
 def test_latency_applies_concurrently() -> None:
-    with SimulatorServer(SimulatorConfig(**FAST, latency_seconds=0.3)) as sim:
+    with SimulatorServer(SimulatorConfig(**FAST_LIFECYCLE, latency_seconds=0.3)) as sim:
         token = get_token(sim).json()["access_token"]
         headers = {
             "Authorization": f"Bearer {token}",
-            "Amazon-Advertising-API-ClientId": "sim-client-id",
-            "Amazon-Advertising-API-AdvertiserId": "ENTITY1AA1AA11AAA1",
-            "Amazon-Advertising-API-MarketplaceId": "ATVPDKIKX0DER",
+            "Amazon-Advertising-API-ClientId": CLIENT_ID,
+            "Amazon-Advertising-API-AdvertiserId": ADVERTISER_ID,
+            "Amazon-Advertising-API-MarketplaceId": MARKETPLACE_ID,
         }
 
         async def many() -> list[int]:
             async with httpx.AsyncClient(base_url=sim.url, headers=headers, timeout=2.0) as client:
-                url = "/amc/reporting/amcdemo001/workflowExecutions"
+                url = f"/amc/reporting/{INSTANCE_ID}/workflowExecutions"
                 answers = await asyncio.gather(*(client.get(url, params={"workflowId": "x"}) for _ in range(20)))
                 return [a.status_code for a in answers]
 

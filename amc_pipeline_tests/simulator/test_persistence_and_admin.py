@@ -9,13 +9,14 @@ import httpx
 import pytest
 
 from amc_pipeline.simulator import Fault, Scenario, SimulatorConfig, SimulatorServer
+from amc_pipeline_tests.constants import CLIENT_SECRET, FAST_LIFECYCLE, INSTANCE_ID
 
-from .conftest import FAST, Api
+from .conftest import Api
 
 
 def test_executions_survive_restart(tmp_path: Path) -> None:
     db = tmp_path / "sim.sqlite"
-    with SimulatorServer(SimulatorConfig(**FAST), db_path=db) as sim:
+    with SimulatorServer(SimulatorConfig(**FAST_LIFECYCLE), db_path=db) as sim:
         api = Api(sim)
         try:
             first = api.create(workflow_id="keep-1").json()["workflowExecutionId"]
@@ -26,7 +27,7 @@ def test_executions_survive_restart(tmp_path: Path) -> None:
             files = sim.served_files(done)
         finally:
             api.close()
-    with SimulatorServer(SimulatorConfig(**FAST), db_path=db) as sim:
+    with SimulatorServer(SimulatorConfig(**FAST_LIFECYCLE), db_path=db) as sim:
         api = Api(sim)
         try:
             api.token = token  # issued tokens survive too
@@ -40,13 +41,13 @@ def test_executions_survive_restart(tmp_path: Path) -> None:
 
 
 def test_in_memory_by_default() -> None:
-    with SimulatorServer(SimulatorConfig(**FAST)) as sim:
+    with SimulatorServer(SimulatorConfig(**FAST_LIFECYCLE)) as sim:
         api = Api(sim)
         try:
             api.create()
         finally:
             api.close()
-    with SimulatorServer(SimulatorConfig(**FAST)) as sim:
+    with SimulatorServer(SimulatorConfig(**FAST_LIFECYCLE)) as sim:
         assert sim.executions() == []
 
 
@@ -84,7 +85,7 @@ def test_admin_http_api(sim: SimulatorServer, api: Api) -> None:
         assert api.get("x").status_code == 429
         execution_id = api.create(workflow_id="adm-1").json()["workflowExecutionId"]
         admin.post("/advance-clock", json={"seconds": 5}).raise_for_status()
-        records = admin.get("/executions", params={"instance_id": "amcdemo001"}).json()
+        records = admin.get("/executions", params={"instance_id": INSTANCE_ID}).json()
         assert [(r["workflowExecutionId"], r["status"]) for r in records] == [(execution_id, "FAILED")]
         assert admin.get("/stats").json() == {"token": 1, "get": 1, "create": 1}
         admin.post("/instances", json={"instance_id": "i2", "advertiser_id": "A", "marketplace_id": "M"})
@@ -122,11 +123,11 @@ def test_config_from_dict_and_file(tmp_path: Path) -> None:
         SimulatorConfig.from_dict({"pendin_seconds": 1})
     with pytest.raises(ValueError, match="unknown scenario kind"):
         Scenario(kind="explode")
-    assert "sim-client-secret" not in repr(config)
+    assert CLIENT_SECRET not in repr(config)
 
 
 def test_server_stops_cleanly_even_if_body_raises() -> None:
-    server = SimulatorServer(SimulatorConfig(**FAST))
+    server = SimulatorServer(SimulatorConfig(**FAST_LIFECYCLE))
     with pytest.raises(RuntimeError, match="boom"), server:
         url = server.url
         assert httpx.get(url + "/_simulator/health").status_code == 200
