@@ -1,4 +1,4 @@
-"""HTTP client for the AMC reporting API (workflow executions, download URLs, saved workflows).
+"""HTTP client for the AMC reporting API (workflow executions and their download URLs).
 
 Shape: one I/O-free core (`_Core`) builds every request, parses every response and classifies every
 failure; each endpoint is a small generator ("operation") that yields the requests it needs and
@@ -196,7 +196,7 @@ class _Call:
     method: str
     url: str
     label: str  # "GET /amc/reporting/…/workflowExecutions/…": safe for messages and logs
-    endpoint: str  # short name for logs: create, get, list, cancel, download_urls, workflows, token
+    endpoint: str  # short name for logs: create, get, list, cancel, download_urls, token
     instance: Any = None
     params: dict[str, str] | None = None
     json_body: Any = None
@@ -575,55 +575,6 @@ class _Core:
             if token is None:
                 return urls
 
-    def op_list_workflows(self, instance: InstanceLike) -> _Op[list[dict[str, Any]]]:
-        workflows: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        token: str | None = None
-        while True:
-            call = self.call(
-                "GET",
-                instance,
-                "workflows",
-                endpoint="workflows",
-                params={"nextToken": token} if token else None,
-            )
-            reply = yield call
-            page, token = self.items(call, reply, "workflows")
-            workflows.extend(w for w in page if isinstance(w, dict))
-            token = self.next_token(call, seen, token)
-            if token is None:
-                return workflows
-
-    def op_get_workflow(self, instance: InstanceLike, workflow_id: str) -> _Op[dict[str, Any]]:
-        call = self.call("GET", instance, "workflows", workflow_id, endpoint="workflows")
-        reply = yield call
-        data = self.object(call, reply)
-        inner = data.get("workflow")
-        record = inner if isinstance(inner, dict) else data
-        if not isinstance(record.get("workflowId"), str):
-            raise self.shape_error(call, reply.status_code, reply.request_id, "workflow without a workflowId")
-        return record
-
-    def op_create_workflow(
-        self, instance: InstanceLike, workflow_id: str, sql: str, extra: dict[str, Any] | None
-    ) -> _Op[dict[str, Any]]:
-        body = {**(extra or {}), "workflowId": workflow_id, "sqlQuery": sql}
-        call = self.call("POST", instance, "workflows", endpoint="workflows", json_body=body)
-        reply = yield call
-        return self.object(call, reply)
-
-    def op_update_workflow(
-        self, instance: InstanceLike, workflow_id: str, sql: str, extra: dict[str, Any] | None
-    ) -> _Op[dict[str, Any]]:
-        body = {**(extra or {}), "workflowId": workflow_id, "sqlQuery": sql}
-        call = self.call("PUT", instance, "workflows", workflow_id, endpoint="workflows", json_body=body)
-        reply = yield call
-        return self.object(call, reply)
-
-    def op_delete_workflow(self, instance: InstanceLike, workflow_id: str) -> _Op[None]:
-        call = self.call("DELETE", instance, "workflows", workflow_id, endpoint="workflows")
-        yield call
-        return None
 
 
 _Op = Generator[_Call, _Reply, T]
@@ -789,26 +740,6 @@ class AmcClient:
         """Fresh pre-signed result URLs (all of them). Never log or store them: use redact_url."""
         return self._run(self._core.op_get_download_urls(instance, execution_id))
 
-    # -- saved workflows --------------------------------------------------------------------
-
-    def list_workflows(self, instance: InstanceLike) -> list[dict[str, Any]]:
-        return self._run(self._core.op_list_workflows(instance))
-
-    def get_workflow(self, instance: InstanceLike, workflow_id: str) -> dict[str, Any]:
-        return self._run(self._core.op_get_workflow(instance, workflow_id))
-
-    def create_workflow(
-        self, instance: InstanceLike, workflow_id: str, sql: str, *, extra: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        return self._run(self._core.op_create_workflow(instance, workflow_id, sql, extra))
-
-    def update_workflow(
-        self, instance: InstanceLike, workflow_id: str, sql: str, *, extra: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        return self._run(self._core.op_update_workflow(instance, workflow_id, sql, extra))
-
-    def delete_workflow(self, instance: InstanceLike, workflow_id: str) -> None:
-        self._run(self._core.op_delete_workflow(instance, workflow_id))
 
 
 #: Label for the multi-page guard of list_executions (no request of its own).
@@ -981,24 +912,6 @@ class AsyncAmcClient:
     async def get_download_urls(self, instance: InstanceLike, execution_id: str) -> list[str]:
         return await self._run(self._core.op_get_download_urls(instance, execution_id))
 
-    async def list_workflows(self, instance: InstanceLike) -> list[dict[str, Any]]:
-        return await self._run(self._core.op_list_workflows(instance))
-
-    async def get_workflow(self, instance: InstanceLike, workflow_id: str) -> dict[str, Any]:
-        return await self._run(self._core.op_get_workflow(instance, workflow_id))
-
-    async def create_workflow(
-        self, instance: InstanceLike, workflow_id: str, sql: str, *, extra: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        return await self._run(self._core.op_create_workflow(instance, workflow_id, sql, extra))
-
-    async def update_workflow(
-        self, instance: InstanceLike, workflow_id: str, sql: str, *, extra: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        return await self._run(self._core.op_update_workflow(instance, workflow_id, sql, extra))
-
-    async def delete_workflow(self, instance: InstanceLike, workflow_id: str) -> None:
-        await self._run(self._core.op_delete_workflow(instance, workflow_id))
 
 
 __all__ = [

@@ -14,7 +14,7 @@ from amc_pipeline.amc.client import AsyncAmcClient
 from amc_pipeline.amc.errors import AmbiguousCreateError, AmcAuthError, AmcError, ErrorType
 from amc_pipeline.simulator import Fault, Scenario
 from amc_pipeline_tests.amc.conftest import FAST_RETRY, credentials_for
-from amc_pipeline_tests.amc.test_client import SQL, body_for, stat
+from amc_pipeline_tests.amc.test_client import body_for, stat
 
 
 def since() -> datetime:
@@ -74,18 +74,12 @@ def test_async_every_endpoint(sim, instance):
             urls = await amc.get_download_urls(instance, created.execution_id)
             page, token = await amc.list_executions_page(instance, min_creation_time=since(), limit=1)
             listed = [e.execution_id async for e in amc.list_executions(instance, min_creation_time=since(), limit=1)]
-            await amc.create_workflow(instance, "saved_reach", SQL)
-            await amc.update_workflow(instance, "saved_reach", SQL + " LIMIT 5")
-            saved = await amc.get_workflow(instance, "saved_reach")
-            workflows = await amc.list_workflows(instance)
-            await amc.delete_workflow(instance, "saved_reach")
-            return created, cancelled, done, urls, page, token, listed, saved, workflows
+            return created, cancelled, done, urls, page, token, listed
 
-    created, cancelled, done, urls, page, token, listed, saved, workflows = asyncio.run(main())
+    created, cancelled, done, urls, page, token, listed = asyncio.run(main())
     assert cancelled.status == "CANCELLED" and done.status == "SUCCEEDED"
     assert len(urls) == len(sim.served_files(created.execution_id))
     assert len(page) == 1 and token and len(listed) == 2
-    assert saved["sqlQuery"].endswith("LIMIT 5") and [w["workflowId"] for w in workflows] == ["saved_reach"]
 
 
 def test_async_faults_retry_and_ambiguous_create(sim, instance):

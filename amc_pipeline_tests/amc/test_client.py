@@ -17,6 +17,7 @@ from amc_pipeline.config import InstanceConfig
 from amc_pipeline.simulator import Fault, Scenario
 from amc_pipeline_tests.amc.conftest import FAST_RETRY, credentials_for
 from amc_pipeline_tests.constants import ADVERTISER_ID, INSTANCE_ID, MARKETPLACE_ID
+from amc_pipeline_tests.simulator.api import Api
 
 SQL = "SELECT advertiser, campaign, SUM(impressions) AS impressions FROM dsp_impressions GROUP BY 1, 2"
 
@@ -125,21 +126,23 @@ def test_cancel_and_include_cancelled(sim, client, instance):
     assert hidden == [] and [e.execution_id for e in shown] == [created.execution_id]
 
 
-def test_saved_workflow_endpoints(sim, client, instance):
-    assert client.create_workflow(instance, "saved_reach", SQL) == {}
-    assert [w["workflowId"] for w in client.list_workflows(instance)] == ["saved_reach"]
-    assert client.get_workflow(instance, "saved_reach")["sqlQuery"] == SQL
-    client.update_workflow(instance, "saved_reach", SQL + " LIMIT 10")
-    assert client.get_workflow(instance, "saved_reach")["sqlQuery"].endswith("LIMIT 10")
+def test_execution_of_a_saved_workflow(sim, client, instance):
+    # The client has no workflow CRUD (the pipeline runs ad hoc SQL): save it as a user would in AMC.
+    api = Api(sim, instance.instance_id)
+    try:
+        saved = api.request("POST", "/workflows", json={"workflowId": "saved_reach", "sqlQuery": SQL})
+        assert saved.status_code == 200, saved.text
+    finally:
+        api.close()
 
     saved_run = client.create_execution(instance, body_for("saved_reach", sql=None))
     assert saved_run.workflow_id == "saved_reach"
+    assert [e["workflowExecutionId"] for e in sim.executions()] == [saved_run.execution_id]
 
-    client.delete_workflow(instance, "saved_reach")
-    with pytest.raises(AmcError) as excinfo:
-        client.get_workflow(instance, "saved_reach")
-    assert excinfo.value.status_code == 404
-    assert client.list_workflows(instance) == []
+    with pytest.raises(AmcError) as excinfo:  # AMC answers 404 for a workflow it does not have
+        client.create_execution(instance, body_for("never_saved", sql=None))
+    assert not isinstance(excinfo.value, AmbiguousCreateError) and excinfo.value.status_code == 404
+    assert stat(sim, "create") == 2
 
 
 def test_sql_compile_error_is_query_with_amc_details(sim, client, instance):
@@ -241,14 +244,12 @@ def test_cancel_put_is_retried(sim, client, instance):
     assert stat(sim, "cancel") == 2
 
 
-def test_download_urls_and_workflows_are_retried(sim, client, instance):
+def test_download_urls_are_retried(sim, client, instance):
     created = client.create_execution(instance, body_for())
     sim.advance_clock(60)
     sim.add_fault(Fault(kind="timeout504", endpoint="download_urls", times=1))
-    sim.add_fault(Fault(kind="throttle", endpoint="workflows", times=1, retry_after=0))
     assert client.get_download_urls(instance, created.execution_id)
-    assert client.list_workflows(instance) == []
-    assert stat(sim, "download_urls") == 2 and stat(sim, "workflows") == 2
+    assert stat(sim, "download_urls") == 2
 
 
 # --------------------------------------------------------------------------------------------

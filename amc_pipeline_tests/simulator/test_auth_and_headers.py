@@ -5,7 +5,7 @@ from __future__ import annotations
 from amc_pipeline.simulator import SimulatorServer
 from amc_pipeline_tests.constants import OTHER_INSTANCE_ID, REFRESH_TOKEN
 
-from .conftest import Api, get_token
+from .api import Api, get_token
 
 
 def test_token_flow_returns_bearer_token(sim: SimulatorServer) -> None:

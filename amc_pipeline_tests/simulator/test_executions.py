@@ -10,7 +10,7 @@ import pytest
 from amc_pipeline.simulator import Scenario, SimulatorConfig, SimulatorServer
 from amc_pipeline_tests.constants import ADVERTISER_ID, FAST_LIFECYCLE, MARKETPLACE_ID, OTHER_INSTANCE_ID
 
-from .conftest import Api, explicit_body, get_token
+from .api import Api, explicit_body, get_token
 
 
 def test_create_answers_flat_pending_record_with_utc_window(api: Api) -> None:

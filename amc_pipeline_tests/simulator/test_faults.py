@@ -10,7 +10,7 @@ import pytest
 from amc_pipeline.simulator import Fault, SimulatorConfig, SimulatorServer
 from amc_pipeline_tests.constants import ADVERTISER_ID, CLIENT_ID, FAST_LIFECYCLE, INSTANCE_ID, MARKETPLACE_ID
 
-from .conftest import Api, get_token
+from .api import Api, get_token
 
 
 def test_throttle_times_then_recovers(api: Api) -> None:

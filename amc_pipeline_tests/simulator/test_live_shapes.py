@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import Api
+from .api import Api
 
 #: Amazon's Postman collection with live responses, in the shared folder beside the repository (CI lays
 #: a copy of shared/ beside its clone too).

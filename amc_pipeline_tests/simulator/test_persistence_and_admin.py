@@ -11,7 +11,7 @@ import pytest
 from amc_pipeline.simulator import Fault, Scenario, SimulatorConfig, SimulatorServer
 from amc_pipeline_tests.constants import CLIENT_SECRET, FAST_LIFECYCLE, INSTANCE_ID
 
-from .conftest import Api
+from .api import Api
 
 
 def test_executions_survive_restart(tmp_path: Path) -> None:

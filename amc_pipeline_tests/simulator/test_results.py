@@ -12,7 +12,7 @@ import httpx
 
 from amc_pipeline.simulator import Scenario, SimulatorServer
 
-from .conftest import Api
+from .api import Api
 
 
 def fetch_rows(url: str) -> list[list[str]]:
