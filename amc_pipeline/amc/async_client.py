@@ -16,7 +16,7 @@ import httpx
 import stamina
 
 from amc_pipeline.amc import ops
-from amc_pipeline.amc.auth import AmcCredentials, AsyncTokenManager
+from amc_pipeline.amc.auth import AmcCredentials, AsyncTokenManager, TokenState
 from amc_pipeline.amc.core import InstanceLike, ListFilters, _Call, _Core, _DropToken, _Op, _Reply, _Send, _Shell
 from amc_pipeline.amc.models import AmcExecution
 from amc_pipeline.amc.retry import RetryPolicy
@@ -29,7 +29,8 @@ class AsyncAmcClient(_Shell):
 
     At most `concurrency` requests are in flight (the httpx pool has that many connections and a
     semaphore queues the rest, so waiting for a slot never counts against the pool timeout). Use
-    it inside one event loop: `async with AsyncAmcClient(...) as client:`.
+    it inside one event loop: `async with AsyncAmcClient(...) as client:`. `tokens` shares one
+    token cache with other clients of the same credentials.
     """
 
     def __init__(
@@ -40,10 +41,11 @@ class AsyncAmcClient(_Shell):
         concurrency: int = 10,
         timeout: float | httpx.Timeout = 30.0,
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen dataclass, safe default
+        tokens: TokenState | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self._core = _Core(api_url, credentials, timeout, retry)
+        self._core = _Core(api_url, credentials, timeout, retry, tokens)
         self.concurrency = concurrency
         self._http = httpx.AsyncClient(
             timeout=self._core.timeout, limits=self._core.limits(concurrency), follow_redirects=False

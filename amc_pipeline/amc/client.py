@@ -18,7 +18,7 @@ import stamina
 
 from amc_pipeline.amc import ops
 from amc_pipeline.amc.async_client import AsyncAmcClient
-from amc_pipeline.amc.auth import AmcCredentials, TokenManager
+from amc_pipeline.amc.auth import AmcCredentials, TokenManager, TokenState
 from amc_pipeline.amc.bodies import execution_body
 from amc_pipeline.amc.core import (
     InstanceLike,
@@ -39,7 +39,10 @@ T = TypeVar("T")
 
 
 class AmcClient(_Shell):
-    """Blocking AMC client (thread-safe). Use as a context manager or call `close()`."""
+    """Blocking AMC client (thread-safe). Use as a context manager or call `close()`.
+
+    `tokens` shares one token cache between clients of the same credentials (one refresh for all).
+    """
 
     def __init__(
         self,
@@ -48,8 +51,9 @@ class AmcClient(_Shell):
         *,
         timeout: float | httpx.Timeout = 30.0,
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen dataclass, safe default
+        tokens: TokenState | None = None,
     ) -> None:
-        self._core = _Core(api_url, credentials, timeout, retry)
+        self._core = _Core(api_url, credentials, timeout, retry, tokens)
         self._http = httpx.Client(timeout=self._core.timeout, follow_redirects=False)
         self._tokens = TokenManager(self._core.tokens, self._fetch_token)
 

@@ -139,14 +139,17 @@ class _Core:
         credentials: AmcCredentials,
         timeout: float | httpx.Timeout,
         retry: RetryPolicy,
+        tokens: TokenState | None = None,
     ) -> None:
         if not api_url.startswith(("http://", "https://")):
             raise ValueError(f"api_url must be an http(s) URL, got {redact_url(api_url)!r}")
+        if tokens is not None and tokens.credentials != credentials:
+            raise ValueError("the shared token cache was made for other credentials")
         self.api_url = api_url.rstrip("/")
         self.credentials = credentials
         self.timeout = make_timeout(timeout)
         self.retry = retry
-        self.tokens = TokenState(credentials)
+        self.tokens = tokens if tokens is not None else TokenState(credentials)
 
     # -- building ---------------------------------------------------------------------------
 
@@ -367,8 +370,12 @@ class _Shell:
 
     @property
     def token_refreshes(self) -> int:
-        """How many access tokens this client has fetched (for health metrics and tests)."""
+        """How many access tokens this client's token cache has fetched (for health metrics and tests)."""
         return self._core.tokens.refresh_count
+
+    @property
+    def closed(self) -> bool:
+        return self._http.is_closed
 
     def _repr_extra(self) -> str:
         return ""

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from amc_pipeline.amc.client import AsyncAmcClient
+from amc_pipeline.amc.auth import TokenState
+from amc_pipeline.amc.client import AmcClient, AsyncAmcClient
 from amc_pipeline.amc.errors import AmbiguousCreateError, AmcAuthError, AmcError, ErrorType
 from amc_pipeline.simulator import Fault, Scenario
 from amc_pipeline_tests.amc.conftest import FAST_RETRY, credentials_for
@@ -135,3 +136,21 @@ def test_async_errors_are_classified(sim, instance):
     query, auth = asyncio.run(main())
     assert query.error_type is ErrorType.QUERY and "Unable to compile" in query.details
     assert auth.error_type is ErrorType.AUTHENTICATION
+
+
+def test_sync_and_async_clients_on_one_token_cache_fetch_one_token(sim, instance):
+    """What AmcResource relies on: its clients share one TokenState, so a run refreshes once."""
+    tokens = TokenState(credentials_for(sim))
+    with AmcClient(sim.url, credentials_for(sim), retry=FAST_RETRY, tokens=tokens) as first:
+        assert not first.closed
+        first.list_executions_page(instance, min_creation_time=since())
+    assert first.closed
+
+    async def main():
+        async with async_client(sim, tokens=tokens) as amc:
+            await amc.list_executions_page(instance, min_creation_time=since())
+
+    asyncio.run(main())
+    assert stat(sim, "token") == 1 and tokens.refresh_count == 1 and stat(sim, "list") == 2
+    with pytest.raises(ValueError, match="other credentials"):
+        AmcClient(sim.url, credentials_for(sim, client_secret="another-secret"), tokens=tokens)
