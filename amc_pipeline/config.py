@@ -28,6 +28,9 @@ DEFAULT_TOKEN_URL = "https://api.amazon.com/auth/o2/token"
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 #: AMC instance ids are short lowercase alphanumerics (e.g. amcabc123).
 INSTANCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")
+#: Asset names the project itself uses under `amc/` (the health assets): a workflow of that name would
+#: collide with them in the asset graph, so config validation refuses it up front.
+RESERVED_NAMES: frozenset[str] = frozenset({"execution_metrics", "execution_overview"})
 ENTITY_PATTERN = re.compile(r"^[A-Za-z0-9]{4,64}$")
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.\-/]{1,63}$")
 
@@ -90,6 +93,8 @@ class WorkflowConfig(_Model):
             raise ValueError(
                 f"expected [a-z][a-z0-9_]* (at most 63 characters; no paths, dashes or SQL), got {value!r}"
             )
+        if value in RESERVED_NAMES:
+            raise ValueError(f"{value!r} is reserved for the asset amc/{value}; choose another name")
         return value
 
     @field_validator("workflow_id")

@@ -48,6 +48,8 @@ def test_shipped_demo_config_loads():
          "amc_pipeline.yaml: workflows[1].partitions: expected daily|weekly|monthly, got 'hourly'"),
         ("workflows.0.name", "../etc", "amc_pipeline.yaml: workflows[0].name: expected [a-z][a-z0-9_]*"),
         ("workflows.0.name", "x; DROP TABLE amc_executions", "workflows[0].name: expected"),
+        ("workflows.0.name", "execution_metrics", "workflows[0].name: 'execution_metrics' is reserved"),
+        ("workflows.0.name", "execution_overview", "workflows[0].name: 'execution_overview' is reserved"),
         ("workflows.0.timezone", "Mars/Olympus", "workflows[0].timezone: expected an IANA time zone"),
         ("workflows.0.start_date", KeyError, "workflows[0].start_date: required field is missing"),
         ("workflows.0.max_runtime_minutes", 5, "workflows[0].max_runtime_minutes: Input should be greater"),

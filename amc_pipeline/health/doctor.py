@@ -29,7 +29,7 @@ def run_doctor(config_path: str | None, echo: Callable[[str], None] = print) -> 
 
     settings = Settings.from_env()
     try:
-        from amc_pipeline.resources import store_for
+        from amc_pipeline.store.cache import store_for
 
         store = store_for(settings.database_url)
         store.list_executions(limit=1)
@@ -42,13 +42,18 @@ def run_doctor(config_path: str | None, echo: Callable[[str], None] = print) -> 
     if missing:
         report(False, "credentials", f"environment variable(s) not set: {', '.join(missing)}")
     else:
-        from amc_pipeline.amc.resource import AmcResource
+        from amc_pipeline.amc.auth import AmcCredentials
+        from amc_pipeline.amc.client import AmcClient, RetryPolicy
         from amc_pipeline.health.status import amc_probe_for
 
-        resource = AmcResource(api_url=settings.api_url, token_url=settings.token_url,
-                               client_id=os.environ["AMC_CLIENT_ID"], client_secret=os.environ["AMC_CLIENT_SECRET"],
-                               refresh_token=os.environ["AMC_REFRESH_TOKEN"], retry_budget_seconds=20)
-        problem = amc_probe_for(resource, config)()
+        credentials = AmcCredentials(client_id=os.environ["AMC_CLIENT_ID"],
+                                     client_secret=os.environ["AMC_CLIENT_SECRET"],
+                                     refresh_token=os.environ["AMC_REFRESH_TOKEN"], token_url=settings.token_url)
+        try:
+            with AmcClient(settings.api_url, credentials, retry=RetryPolicy(budget_seconds=20)) as client:
+                problem = amc_probe_for(lambda: client, config)()
+        except ValueError as exc:  # a malformed AMC_API_URL
+            problem = str(exc)
         report(problem is None, "AMC", problem or f"token refreshed and executions listed at {settings.api_url}")
 
     from amc_pipeline.health.status import failed_executions, monitor_health, stuck_executions

@@ -4,14 +4,19 @@ Shared by the asset checks (what the UI shows), `amc-pipeline doctor` (the termi
 asset, so all three tell the same story.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from amc_pipeline.amc.client import AmcClient
+from amc_pipeline.amc.errors import AmcError
 from amc_pipeline.config import PipelineConfig, WorkflowConfig
+from amc_pipeline.store.states import ACTIVE, CANCELLED, FAILED, PENDING, SUCCESS, TIMEOUT
 from amc_pipeline.store.store import ExecutionStore
 
-FINAL_FAILURES = ("FAILED", "TIMEOUT", "CANCELLED")
+#: A window whose current attempt ended in one of these failed for good (nothing retries it by itself).
+FINAL_FAILURES = (FAILED, TIMEOUT, CANCELLED)
 STALE_AFTER = timedelta(minutes=5)
 
 
@@ -41,11 +46,11 @@ def stuck_executions(store: ExecutionStore, workflow: WorkflowConfig, now: datet
     """PENDING longer than `stuck_pending_minutes`, RUNNING longer than `stuck_running_minutes`."""
     now = now or datetime.now(UTC)
     found = []
-    for execution in store.list_executions(workflow=workflow.name, status=("PENDING", "RUNNING"), limit=10_000):
+    for execution in store.list_executions(workflow=workflow.name, status=tuple(sorted(ACTIVE)), limit=10_000):
         attempt = execution.attempt
         since = attempt.status_changed_at or attempt.submitted_at or execution.requested_at
         age = (now - since).total_seconds() / 60
-        limit = workflow.stuck_pending_minutes if attempt.status == "PENDING" else workflow.stuck_running_minutes
+        limit = workflow.stuck_pending_minutes if attempt.status == PENDING else workflow.stuck_running_minutes
         if age > limit:
             found.append(StuckExecution(workflow.name, execution.partition_key, attempt.status,
                                         attempt.amc_execution_id, round(age, 1), limit))
@@ -57,7 +62,7 @@ def failed_executions(store: ExecutionStore, workflow: WorkflowConfig, *, max_la
     """Windows whose current attempt ended FAILED, TIMEOUT or CANCELLED and will not be retried, and
     windows whose result AMC produced but that could not be landed after `max_landing_attempts`."""
     found = []
-    for execution in store.list_executions(workflow=workflow.name, status="SUCCESS", limit=10_000):
+    for execution in store.list_executions(workflow=workflow.name, status=SUCCESS, limit=10_000):
         if execution.landed_attempt_id != execution.current_attempt_id and \
                 execution.land_attempts >= max_landing_attempts:
             found.append(FailedExecution(workflow.name, execution.partition_key, "LANDING_FAILED", "LANDING",
@@ -99,8 +104,8 @@ def monitor_health(store: ExecutionStore, config: PipelineConfig, *, now: dateti
         if problem:
             health.problems.append(f"AMC unreachable: {problem}")
     recent = store.attempts_since(now - timedelta(hours=24))
-    finished = [a for _, a in recent if a.status in ("SUCCESS", "FAILED", "TIMEOUT")]
-    errors = [a for a in finished if a.status != "SUCCESS"]
+    finished = [a for _, a in recent if a.status in (SUCCESS, FAILED, TIMEOUT)]
+    errors = [a for a in finished if a.status != SUCCESS]
     rate = len(errors) / len(finished) if finished else 0.0
     health.facts["error_rate_24h"] = round(rate, 3)
     if len(finished) >= 4 and rate > error_rate_threshold:
@@ -109,17 +114,20 @@ def monitor_health(store: ExecutionStore, config: PipelineConfig, *, now: dateti
     return health
 
 
-def amc_probe_for(amc_resource: Any, config: PipelineConfig):
-    """A callable that refreshes the token and makes one cheap list call per instance."""
+def amc_probe_for(get_client: Callable[[], AmcClient], config: PipelineConfig) -> Callable[[], str | None]:
+    """A callable that refreshes the token and makes one cheap list call per instance.
+
+    `get_client` is called inside the probe, so a configuration problem (a missing variable) is
+    reported as the probe's finding instead of failing whoever asked; the client is not closed here
+    (it belongs to its caller, e.g. the run's resource).
+    """
 
     def probe() -> str | None:
-        from amc_pipeline.amc.errors import AmcError
-
         try:
-            with amc_resource.get_client() as client:
-                for instance in config.instances:
-                    client.list_executions_page(instance, min_creation_time=datetime.now(UTC) - timedelta(hours=1),
-                                                limit=1)
+            client = get_client()
+            for instance in config.instances:
+                client.list_executions_page(instance, min_creation_time=datetime.now(UTC) - timedelta(hours=1),
+                                            limit=1)
         except AmcError as exc:
             return f"{exc.error_type.value}: {exc.details or exc}"
         except Exception as exc:  # configuration problems (missing env vars) surface here too

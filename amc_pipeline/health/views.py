@@ -4,16 +4,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from amc_pipeline.config import Settings
+from amc_pipeline.store import states
 from amc_pipeline.store.records import ExecutionView
 
 STATUS_MARKS = {
-    "QUEUED": "📥",
-    "PENDING": "⏳",
-    "RUNNING": "🔄",
-    "SUCCESS": "✅",
-    "FAILED": "❌",
-    "CANCELLED": "⏹️",
-    "TIMEOUT": "⏰",
+    states.QUEUED: "📥",
+    states.PENDING: "⏳",
+    states.RUNNING: "🔄",
+    states.SUCCESS: "✅",
+    states.FAILED: "❌",
+    states.CANCELLED: "⏹️",
+    states.TIMEOUT: "⏰",
 }
 
 
@@ -52,7 +53,7 @@ def row_for(execution: ExecutionView, now: datetime) -> dict[str, Any]:
 def execution_rows(*, workflow: str | None = None, status: str | None = None, limit: int = 50,
                    store=None) -> list[dict[str, Any]]:
     if store is None:
-        from amc_pipeline.resources import store_for
+        from amc_pipeline.store.cache import store_for
 
         store = store_for(Settings.from_env().database_url)
     now = datetime.now(UTC)

@@ -1,4 +1,4 @@
-"""Cancelling executions at AMC and in the store (the cancel job, and TIMEOUT enforcement).
+"""Cancelling executions at AMC and in the store (the cancel job, forced re-runs, TIMEOUT enforcement).
 
 AMC accepts a cancel only from PENDING or RUNNING; a 400 means it already reached a terminal state,
 which the next poll will record. A QUEUED attempt was never sent, so it is cancelled in the store only.
@@ -9,16 +9,22 @@ from datetime import datetime
 
 from amc_pipeline.amc.client import AmcClient, AsyncAmcClient
 from amc_pipeline.amc.errors import AmcError
-from amc_pipeline.config import InstanceConfig
+from amc_pipeline.config import InstanceConfig, PipelineConfig
 from amc_pipeline.monitor.events import StatusChange
+from amc_pipeline.monitor.transitions import move
+from amc_pipeline.partitions import window_for
 from amc_pipeline.store.records import Attempt, ExecutionView
+from amc_pipeline.store.states import ACTIVE, CANCELLED, QUEUED
 from amc_pipeline.store.store import ExecutionStore
 
 log = logging.getLogger(__name__)
 
+#: A request can still be cancelled: queued here, or holding a place at AMC.
+IN_FLIGHT: frozenset[str] = ACTIVE | {QUEUED}
+
 
 def _needs_amc_cancel(attempt: Attempt) -> bool:
-    return attempt.status in ("PENDING", "RUNNING") and attempt.amc_execution_id is not None
+    return attempt.status in ACTIVE and attempt.amc_execution_id is not None
 
 
 def _record(
@@ -39,14 +45,7 @@ def _record(
         log.info("AMC refused to cancel %s (%s): it already finished; the next poll records how",
                  attempt.amc_execution_id, amc_error.details)
         return None
-    if not store.transition(attempt.id, attempt.status, to_status, now=now, failure_reason=reason,
-                            next_check_at=None):
-        return None
-    return StatusChange(
-        workflow=execution.workflow, partition_key=execution.partition_key, execution_id=execution.id,
-        attempt=attempt.attempt, from_status=attempt.status, to_status=to_status,
-        amc_execution_id=attempt.amc_execution_id, reason=reason,
-    )
+    return move(store, execution, attempt, to_status, now=now, failure_reason=reason, next_check_at=None)
 
 
 def cancel_attempt(
@@ -57,7 +56,7 @@ def cancel_attempt(
     attempt: Attempt,
     now: datetime,
     *,
-    to_status: str = "CANCELLED",
+    to_status: str = CANCELLED,
     reason: str = "cancelled by request",
 ) -> StatusChange | None:
     error = None
@@ -77,7 +76,7 @@ async def cancel_attempt_async(
     attempt: Attempt,
     now: datetime,
     *,
-    to_status: str = "CANCELLED",
+    to_status: str = CANCELLED,
     reason: str = "cancelled by request",
 ) -> StatusChange | None:
     error = None
@@ -87,3 +86,61 @@ async def cancel_attempt_async(
         except AmcError as exc:
             error = exc
     return _record(store, execution, attempt, now, to_status, reason, error)
+
+
+def cancel_targets(
+    store: ExecutionStore,
+    config: PipelineConfig,
+    *,
+    workflow: str | None,
+    partition_keys: list[str],
+    execution_ids: list[int],
+) -> tuple[list[ExecutionView], list[str]]:
+    """The executions a cancel request names, and a note for each key that has none.
+
+    Raises ValueError naming the field when the request is malformed (unknown workflow, a partition
+    key outside the workflow's range, partition keys without a workflow).
+    """
+    targets: list[ExecutionView] = []
+    notes: list[str] = []
+    if workflow:
+        try:
+            wf = config.workflow(workflow)
+        except KeyError:
+            raise ValueError(f"workflow: unknown workflow {workflow!r}") from None
+        for key in partition_keys:
+            window_for(wf, key)  # raises a clear error for a key outside the range
+            execution = store.get_live(wf.name, key)
+            if execution is None:
+                notes.append(f"{wf.name}/{key}: no execution to cancel")
+            else:
+                targets.append(execution)
+    elif partition_keys:
+        raise ValueError("partition_keys: give workflow too")
+    targets += [store.get(i) for i in execution_ids]
+    return targets, notes
+
+
+def cancel_executions(
+    store: ExecutionStore,
+    client: AmcClient,
+    config: PipelineConfig,
+    targets: list[ExecutionView],
+    *,
+    reason: str,
+    now: datetime,
+) -> tuple[list[StatusChange], list[str]]:
+    """Cancel each target still in flight (at AMC when it was submitted); notes for the others."""
+    changes: list[StatusChange] = []
+    notes: list[str] = []
+    for execution in targets:
+        attempt = execution.attempt
+        if attempt is None or attempt.status not in IN_FLIGHT:
+            notes.append(f"{execution.workflow}/{execution.partition_key}: already "
+                         f"{attempt.status if attempt else 'without attempt'}; nothing to cancel")
+            continue
+        change = cancel_attempt(store, client, config.instance(execution.instance_id), execution, attempt, now,
+                                reason=reason)
+        if change is not None:
+            changes.append(change)
+    return changes, notes

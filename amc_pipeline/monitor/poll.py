@@ -19,6 +19,7 @@ from amc_pipeline.config import PipelineConfig
 from amc_pipeline.monitor.cancel import cancel_attempt_async
 from amc_pipeline.monitor.events import PassReport
 from amc_pipeline.monitor.transitions import apply_observation, next_check_at, record_error
+from amc_pipeline.store.states import TIMEOUT
 from amc_pipeline.store.store import DueCheck, ExecutionStore
 
 log = logging.getLogger(__name__)
@@ -288,7 +289,7 @@ async def _enforce_timeouts(store, client, config, items: list[DueCheck], now, r
         reason = f"ran longer than max_runtime_minutes={workflow.max_runtime_minutes}"
         change = await cancel_attempt_async(
             store, client, config.instance(execution.instance_id), execution, attempt, now,
-            to_status="TIMEOUT", reason=reason,
+            to_status=TIMEOUT, reason=reason,
         )
         if change is not None:
             report.timed_out += 1

@@ -14,10 +14,11 @@ from amc_pipeline.amc.client import AmcClient, execution_body
 from amc_pipeline.amc.errors import FINAL_TYPES, AmbiguousCreateError, AmcError, ErrorType
 from amc_pipeline.amc.models import AmcExecution, format_window_time
 from amc_pipeline.config import InstanceConfig, PipelineConfig, WorkflowConfig
-from amc_pipeline.monitor.events import PassReport, StatusChange
-from amc_pipeline.monitor.transitions import apply_observation, first_check_at
+from amc_pipeline.monitor.events import PassReport
+from amc_pipeline.monitor.transitions import apply_observation, first_check_at, move
 from amc_pipeline.partitions import next_utc_day, utc_day_start, window_for
 from amc_pipeline.store.records import Attempt, ExecutionView
+from amc_pipeline.store.states import FAILED, PENDING, QUEUED
 from amc_pipeline.store.store import ExecutionStore
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def _submit_for_instance(
             # instance at its limits does not make the sensor launch a run every tick.
             wake = next_utc_day(now) if quota_left <= 0 else now + timedelta(
                 seconds=config.monitor.poll_initial_seconds)
-            store.update_attempt(attempt.id, expect_status="QUEUED", next_check_at=wake)
+            store.update_attempt(attempt.id, expect_status=QUEUED, next_check_at=wake)
             report.deferred += 1
             continue
         if _submit_one(store, client, config, instance, workflow, execution, attempt, now, report):
@@ -150,7 +151,7 @@ def _submit_one(
         if exc.status_code == 429 and "quota" in (exc.details or "").lower():
             wait = max(wait, (next_utc_day(now) - now).total_seconds())
         store.update_attempt(
-            attempt.id, expect_status="QUEUED", submit_started_at=None,
+            attempt.id, expect_status=QUEUED, submit_started_at=None,
             next_check_at=now + timedelta(seconds=wait), last_error=exc.details or str(exc),
             error_type=exc.error_type.value,
         )
@@ -163,36 +164,27 @@ def _submit_one(
 
 
 def _fail_at_submit(store, execution, attempt, error_type, reason, request_id, now, report) -> None:
-    if store.transition(
-        attempt.id, "QUEUED", "FAILED", now=now, error_type=error_type.value,
-        failure_reason=reason, last_error=reason, amc_request_id=request_id,
-    ):
+    change = move(store, execution, attempt, FAILED, now=now, error_type=error_type.value, failure_reason=reason,
+                  last_error=reason, amc_request_id=request_id)
+    if change is not None:
         report.submit_failed += 1
-        report.changes.append(StatusChange(
-            workflow=execution.workflow, partition_key=execution.partition_key, execution_id=execution.id,
-            attempt=attempt.attempt, from_status="QUEUED", to_status="FAILED",
-            error_type=error_type.value, reason=reason,
-        ))
+        report.changes.append(change)
 
 
 def _adopt(store, config, execution, attempt, amc: AmcExecution, now, report) -> None:
     """Record that `attempt` is AMC execution `amc`, then apply the status AMC reported."""
-    ok = store.transition(
-        attempt.id, "QUEUED", "PENDING", now=now,
+    change = move(
+        store, execution, attempt, PENDING, now=now,
         amc_execution_id=amc.execution_id, amc_request_id=amc.request_id, amc_status=amc.status,
         submitted_at=now, next_check_at=first_check_at(config.monitor, now), last_error=None,
         error_type=None,
     )
-    if not ok:
+    if change is None:
         log.warning("attempt %s was no longer QUEUED when AMC execution %s was adopted",
                     attempt.id, amc.execution_id)
         return
-    report.changes.append(StatusChange(
-        workflow=execution.workflow, partition_key=execution.partition_key, execution_id=execution.id,
-        attempt=attempt.attempt, from_status="QUEUED", to_status="PENDING",
-        amc_execution_id=amc.execution_id,
-    ))
-    if amc.lifecycle_status not in (None, "PENDING"):
+    report.changes.append(change)
+    if amc.lifecycle_status not in (None, PENDING):
         apply_observation(store, config, execution, store.get_attempt(attempt.id), amc, now, report)
 
 
@@ -205,7 +197,7 @@ def _resolve_ambiguous(
         match = find_created_execution(store, client, instance, workflow, execution, attempt, started)
     except AmcError as exc:
         log.warning("cannot list executions to resolve an ambiguous create (%s); will retry", exc)
-        store.update_attempt(attempt.id, expect_status="QUEUED",
+        store.update_attempt(attempt.id, expect_status=QUEUED,
                              next_check_at=now + timedelta(seconds=config.monitor.poll_initial_seconds))
         report.errors += 1
         return
@@ -217,13 +209,13 @@ def _resolve_ambiguous(
     if just_created or age < config.monitor.ambiguous_grace_seconds:
         # Not listed yet: give AMC a moment before concluding that nothing was created.
         store.update_attempt(
-            attempt.id, expect_status="QUEUED",
+            attempt.id, expect_status=QUEUED,
             next_check_at=now + timedelta(seconds=max(config.monitor.ambiguous_grace_seconds - age, 0)),
         )
         return
     log.info("no AMC execution matches the lost create of %s/%s; it will be created again",
              workflow.name, execution.partition_key)
-    store.update_attempt(attempt.id, expect_status="QUEUED", submit_started_at=None, next_check_at=now)
+    store.update_attempt(attempt.id, expect_status=QUEUED, submit_started_at=None, next_check_at=now)
 
 
 def find_created_execution(

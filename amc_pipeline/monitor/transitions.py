@@ -7,16 +7,44 @@ cannot lose an update: the loser's write matches no row and it moves on.
 import json
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from amc_pipeline.amc.errors import RETRYABLE_TYPES, ErrorType, classify_failure_reason
 from amc_pipeline.amc.models import AmcExecution
 from amc_pipeline.config import MonitorConfig, PipelineConfig
 from amc_pipeline.monitor.events import PassReport, StatusChange
 from amc_pipeline.store.records import Attempt, ExecutionView
-from amc_pipeline.store.states import can_transition
+from amc_pipeline.store.states import ACTIVE, CANCELLED, FAILED, SUCCESS, can_transition
 from amc_pipeline.store.store import ExecutionStore
 
 log = logging.getLogger(__name__)
+
+
+def move(
+    store: ExecutionStore,
+    execution: ExecutionView,
+    attempt: Attempt,
+    to_status: str,
+    *,
+    now: datetime,
+    extra: dict[str, Any] | None = None,
+    **fields: Any,
+) -> StatusChange | None:
+    """The engine's one status write: a compare-and-set from the attempt's status we read.
+
+    `fields` are the attempt columns written with the status (`amc_execution_id`, `error_type`,
+    `failure_reason`, ...). Returns the `StatusChange` it made, reporting the columns it wrote, so
+    what the UI shows and what the store keeps cannot differ; None when the store refused it (the
+    move is not allowed, or another monitor run moved the attempt first).
+    """
+    if not store.transition(attempt.id, attempt.status, to_status, now=now, **fields):
+        return None
+    return StatusChange(
+        workflow=execution.workflow, partition_key=execution.partition_key, execution_id=execution.id,
+        attempt=attempt.attempt, from_status=attempt.status, to_status=to_status,
+        amc_execution_id=fields.get("amc_execution_id") or attempt.amc_execution_id,
+        error_type=fields.get("error_type"), reason=fields.get("failure_reason"), extra=dict(extra or {}),
+    )
 
 
 def first_check_at(policy: MonitorConfig, now: datetime) -> datetime:
@@ -71,39 +99,37 @@ def apply_observation(
         store.record_check(attempt.id, now=now, next_check_at=next_check_at(policy, attempt, now))
         return
 
-    fields: dict = {"amc_status": amc.status, "last_checked_at": now, "error_count": 0}
+    fields: dict[str, Any] = {"amc_status": amc.status, "last_checked_at": now, "error_count": 0}
     error_type: str | None = None
     reason: str | None = None
-    if new_status in ("PENDING", "RUNNING"):
+    if new_status in ACTIVE:
         fields["next_check_at"] = now + timedelta(seconds=policy.poll_initial_seconds)
     else:
         fields["next_check_at"] = None
-    if new_status == "SUCCESS":
+    if new_status == SUCCESS:
         fields["execution_time_seconds"] = amc.execution_time_seconds
         fields["output_columns"] = json.dumps(
             [{"name": c.name, "dataType": c.data_type, "columnType": c.column_type} for c in amc.output_columns]
         )
-    if new_status == "FAILED":
+    if new_status == FAILED:
         reason = amc.failure_reason or f"AMC reported {amc.status}"
         error_type = (
             ErrorType.QUERY.value if amc.status == "REJECTED" and not amc.failure_reason
             else classify_failure_reason(amc.failure_reason).value
         )
-        fields.update(failure_reason=reason, error_type=error_type)
-    if new_status == "CANCELLED":
+    if new_status == CANCELLED:
         reason = amc.failure_reason or "cancelled at AMC"
-        fields["failure_reason"] = reason
 
-    if not store.transition(attempt.id, attempt.status, new_status, now=now, **fields):
+    if reason is not None:
+        fields["failure_reason"] = reason
+    if error_type is not None:
+        fields["error_type"] = error_type
+    change = move(store, execution, attempt, new_status, now=now, extra={"amc/status": amc.status}, **fields)
+    if change is None:
         log.info("attempt %s changed under us (another monitor run); skipping", attempt.id)
         return
-    report.changes.append(StatusChange(
-        workflow=execution.workflow, partition_key=execution.partition_key, execution_id=execution.id,
-        attempt=attempt.attempt, from_status=attempt.status, to_status=new_status,
-        amc_execution_id=amc.execution_id, error_type=error_type, reason=reason,
-        extra={"amc/status": amc.status},
-    ))
-    if new_status == "FAILED" and error_type is not None:
+    report.changes.append(change)
+    if new_status == FAILED and error_type is not None:
         maybe_retry(store, config, execution, attempt, ErrorType(error_type), now, report)
 
 
@@ -147,11 +173,7 @@ def record_error(
     )
     if updated.error_count >= policy.max_consecutive_errors:
         reason = f"{updated.error_count} consecutive errors checking the execution; last: {error}"
-        if store.transition(attempt.id, attempt.status, "FAILED", now=now, failure_reason=reason,
-                            error_type=error_type.value, next_check_at=None):
-            report.changes.append(StatusChange(
-                workflow=execution.workflow, partition_key=execution.partition_key,
-                execution_id=execution.id, attempt=attempt.attempt, from_status=attempt.status,
-                to_status="FAILED", amc_execution_id=attempt.amc_execution_id,
-                error_type=error_type.value, reason=reason,
-            ))
+        change = move(store, execution, attempt, FAILED, now=now, error_type=error_type.value,
+                      failure_reason=reason, next_check_at=None)
+        if change is not None:
+            report.changes.append(change)
