@@ -4,7 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench clean
+# dg expects the project's venv to be the active one; say so instead of sourcing activate.
+DG := VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/dg
+
+.PHONY: install demo test lint defs bench clean
 
 $(BIN)/amc-pipeline: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,10 +22,15 @@ demo: install
 
 test: install
 	$(BIN)/ruff check .
+	$(DG) check defs
 	$(BIN)/pytest
 
 lint: install
 	$(BIN)/ruff check .
+
+defs: install
+	$(DG) list defs
+	$(DG) check defs
 
 bench: install
 	$(BIN)/python benchmarks/poll_scale.py

@@ -21,6 +21,7 @@ from pathlib import Path
 from amc_pipeline.config import PROJECT_ROOT, PipelineConfig, Settings
 from amc_pipeline.partitions import partitions_def, window_for
 from amc_pipeline.simulator import Scenario, SimulatorConfig, SimulatorServer
+from amc_pipeline.store import states
 
 #: What the simulator does for each demo workflow (anything else succeeds with generated rows).
 DEMO_SCENARIOS = {
@@ -68,7 +69,7 @@ def patched_environ(values: dict[str, str]) -> Iterator[None]:
 
 def request_demo_partitions(config: PipelineConfig, partitions: dict[str, int] | None = None) -> list[str]:
     """Enqueue the newest windows of each demo workflow (what a backfill from the UI would do)."""
-    from amc_pipeline.resources import store_for
+    from amc_pipeline.store.cache import store_for
 
     store = store_for(Settings.from_env().database_url)
     requested = []
@@ -151,7 +152,7 @@ def run_headless(config: PipelineConfig, *, timeout_seconds: float = 300.0) -> D
 
     from amc_pipeline.definitions import build_definitions
     from amc_pipeline.health.status import stuck_executions
-    from amc_pipeline.resources import store_for
+    from amc_pipeline.store.cache import store_for
 
     sim_config = simulator_config(config, pending_seconds=1.0, running_seconds=2.0)
     with SimulatorServer(sim_config, port=0, db_path=simulator_db()) as sim, \
@@ -175,9 +176,9 @@ def run_headless(config: PipelineConfig, *, timeout_seconds: float = 300.0) -> D
                         summary.checks[f"{execution.workflow}/{execution.partition_key}:{check.check_name}"] = (
                             "passed" if check.passed else "FAILED")
             executions = [e for e in store.list_executions() if e.workflow in DEMO_PARTITIONS]
-            in_flight = [e for e in executions if e.attempt and e.attempt.status in ("QUEUED", "RUNNING")
-                         or (e.attempt and e.attempt.status == "SUCCESS" and e.landed_attempt_id != e.attempt.id)]
-            pending = [e for e in executions if e.attempt and e.attempt.status == "PENDING"]
+            in_flight = [e for e in executions if e.attempt and e.attempt.status in (states.QUEUED, states.RUNNING)
+                         or (e.attempt and e.attempt.status == states.SUCCESS and e.landed_attempt_id != e.attempt.id)]
+            pending = [e for e in executions if e.attempt and e.attempt.status == states.PENDING]
             stuck = {s.partition_key for w in config.workflows for s in stuck_executions(store, w)}
             if not in_flight and all(e.partition_key in stuck for e in pending):
                 break

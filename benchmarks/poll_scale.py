@@ -186,7 +186,8 @@ def evaluate_sensor(config, database_url: str, instance) -> tuple[float, float, 
     import dagster as dg
 
     from amc_pipeline.definitions import build_definitions
-    from amc_pipeline.resources import StoreResource, store_for
+    from amc_pipeline.defs.resources import StoreResource
+    from amc_pipeline.store.cache import store_for
 
     t0 = time.perf_counter()
     store_for(database_url).due_summary(datetime.now(UTC))

@@ -16,7 +16,7 @@ from amc_pipeline.amc.client import (
     make_timeout,
     parse_retry_after,
 )
-from amc_pipeline.amc.resource import AmcResource
+from amc_pipeline.defs.resources import AmcResource
 
 START, END = datetime(2024, 3, 1), datetime(2024, 3, 2)
 

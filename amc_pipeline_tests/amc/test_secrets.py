@@ -19,7 +19,7 @@ from amc_pipeline.amc.auth import AmcCredentials
 from amc_pipeline.amc.client import AmcClient, AsyncAmcClient, RetryPolicy, execution_body
 from amc_pipeline.amc.errors import AmcError
 from amc_pipeline.amc.redact import redact_text, redact_url
-from amc_pipeline.amc.resource import AmcResource
+from amc_pipeline.defs.resources import AmcResource
 from amc_pipeline.simulator import Fault
 from amc_pipeline_tests.amc.conftest import credentials_for
 

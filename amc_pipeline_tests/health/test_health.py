@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from amc_pipeline.definitions import build_definitions
-from amc_pipeline.health.assets import compute_metrics
+from amc_pipeline.health.metrics import compute_metrics
 from amc_pipeline.health.status import amc_probe_for, monitor_health
 from amc_pipeline.simulator import Fault, Scenario
 from amc_pipeline_tests.harness import rig
@@ -72,11 +72,11 @@ def test_health_goes_red_when_amc_is_down_and_back(env, monkeypatch):
     with rig([WORKFLOWS[0]], database_url=f"sqlite:///{env / 's.db'}",
              scenarios={"good": Scenario(kind="stuck_running")}) as r:
         sim_environment(monkeypatch, r)
-        from amc_pipeline.amc.resource import AmcResource
+        from amc_pipeline.defs.resources import AmcResource
 
         probe = amc_probe_for(AmcResource(api_url=r.sim.url, token_url=r.sim.token_url,
                                           client_id="sim-client-id", client_secret="sim-client-secret",
-                                          refresh_token="sim-refresh-token", retry_budget_seconds=1), r.config)
+                                          refresh_token="sim-refresh-token", retry_budget_seconds=1).get_client, r.config)
         r.request("good", "2026-10-05")
         r.monitor_pass()
         assert monitor_health(r.store, r.config, amc_probe=probe).healthy

@@ -32,7 +32,7 @@ def monitor_job_pass(r, now: datetime) -> PassReport:
 def test_amc_down_for_minutes_fails_nothing_and_health_recovers(tmp_path):
     with rig([WORKFLOW], database_url=f"sqlite:///{tmp_path / 'store.db'}",
              monitor={"poll_initial_seconds": 30, "poll_max_seconds": 60}) as r:
-        probe = amc_probe_for(resources(r, retry_budget_seconds=1.0)["amc"], r.config)
+        probe = amc_probe_for(resources(r, retry_budget_seconds=1.0)["amc"].get_client, r.config)
         for key in ("2026-09-01", "2026-09-02", "2026-09-03"):
             r.request("amc_outage", key)
         start = datetime.now(UTC)

@@ -1,8 +1,6 @@
-"""Dagster resources of the project: the execution store (the AMC client resource lives in amc/)."""
+"""One `ExecutionStore` per database URL and process, shared by sensors, runs and the CLI."""
 
 import threading
-
-import dagster as dg
 
 from amc_pipeline.store.store import ExecutionStore
 
@@ -11,7 +9,7 @@ _STORES_LOCK = threading.Lock()
 
 
 def store_for(url: str) -> ExecutionStore:
-    """One ExecutionStore (engine, migrated schema) per URL and process.
+    """The process's store for `url` (engine, migrated schema), created on first use.
 
     Why cached: sensors evaluate every 15 s in the same code-server process; re-creating an engine and
     re-running migrations per tick would cost more than the tick's own query.
@@ -22,12 +20,3 @@ def store_for(url: str) -> ExecutionStore:
             store = ExecutionStore(url)
             _STORES[url] = store
         return store
-
-
-class StoreResource(dg.ConfigurableResource):
-    """The execution store: SQLite under the data dir by default, PostgreSQL by URL in production."""
-
-    database_url: str
-
-    def get_store(self) -> ExecutionStore:
-        return store_for(self.database_url)

@@ -1,13 +1,19 @@
-"""The landing sensor: turns each finished, not yet landed execution into one asset run."""
+"""One asset job per workflow, and `amc_landing_sensor`, which turns each finished execution into a run.
+
+Why a job per workflow: the workflows' partitions differ (daily, weekly, time zones), and a
+partitioned job holds assets of one partitioning only.
+"""
 
 from datetime import UTC, datetime
-from typing import Any
 
 import dagster as dg
 
+# The type `define_asset_job` returns; Dagster does not export it at the top level.
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
 from amc_pipeline.config import PipelineConfig
-from amc_pipeline.resources import StoreResource
-from amc_pipeline.results.assets import asset_key
+from amc_pipeline.defs.observations import workflow_asset_key
+from amc_pipeline.defs.resources import StoreResource
 
 MAX_REQUESTS_PER_TICK = 50
 
@@ -16,24 +22,15 @@ def workflow_job_name(workflow: str) -> str:
     return f"amc_{workflow}_job"
 
 
-def build_workflow_jobs(config: PipelineConfig) -> list[Any]:
-    """One asset job per workflow (the workflows' partitions differ, so one job cannot hold them all)."""
+def workflow_jobs(config: PipelineConfig) -> list[UnresolvedAssetJobDefinition]:
     return [
         dg.define_asset_job(
             workflow_job_name(w.name),
-            selection=dg.AssetSelection.assets(asset_key(w)),
+            selection=dg.AssetSelection.assets(workflow_asset_key(w.name)),
             description=f"Materialize amc/{w.name}: land its SUCCESS execution or request one.",
             tags={"amc/instance": w.instance_id},
         )
         for w in config.workflows
-    ]
-
-
-def build_schedules(jobs: list[Any]) -> list[dg.ScheduleDefinition]:
-    """Request each workflow's newest window once it is available (RUNNING by default)."""
-    return [
-        dg.build_schedule_from_partitioned_job(job, default_status=dg.DefaultScheduleStatus.RUNNING)
-        for job in jobs
     ]
 
 
@@ -42,8 +39,8 @@ def _died_before_landing(instance: dg.DagsterInstance, run_key: str) -> bool:
     return bool(runs) and runs[0].status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 
 
-def build_landing_sensor(config: PipelineConfig, jobs: list[Any]) -> dg.SensorDefinition:
-    workflows = {w.name: w for w in config.workflows}
+def landing_defs(config: PipelineConfig, jobs: list[UnresolvedAssetJobDefinition]) -> dg.Definitions:
+    workflows = {w.name for w in config.workflows}
 
     @dg.sensor(
         name="amc_landing_sensor",
@@ -59,8 +56,7 @@ def build_landing_sensor(config: PipelineConfig, jobs: list[Any]) -> dg.SensorDe
         requests = []
         for execution in store.landable(now, limit=MAX_REQUESTS_PER_TICK,
                                         max_land_attempts=config.monitor.max_landing_attempts):
-            workflow = workflows.get(execution.workflow)
-            if workflow is None:
+            if execution.workflow not in workflows:
                 continue
             run_key = f"land:{execution.id}:{execution.land_attempts + 1}"
             if _died_before_landing(context.instance, run_key):
@@ -74,7 +70,7 @@ def build_landing_sensor(config: PipelineConfig, jobs: list[Any]) -> dg.SensorDe
             requests.append(
                 dg.RunRequest(
                     run_key=run_key,
-                    job_name=workflow_job_name(workflow.name),
+                    job_name=workflow_job_name(execution.workflow),
                     partition_key=execution.partition_key,
                     tags={"amc/instance": execution.instance_id, "amc/landing": "true",
                           "amc/execution": str(execution.id)},
@@ -84,4 +80,4 @@ def build_landing_sensor(config: PipelineConfig, jobs: list[Any]) -> dg.SensorDe
             return dg.SkipReason("no finished AMC execution waiting to land")
         return requests
 
-    return amc_landing_sensor
+    return dg.Definitions(jobs=jobs, sensors=[amc_landing_sensor])

@@ -1,0 +1,89 @@
+"""The `amc_monitor` job (submit, then poll) and `amc_monitor_sensor`, which launches it when work is due.
+
+The engine (`monitor/submit.py`, `monitor/poll.py`) knows nothing of Dagster; these ops run one pass
+of it and report each status change as an observation on the workflow's asset.
+"""
+
+import hashlib
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from amc_pipeline.config import PipelineConfig
+from amc_pipeline.defs.observations import emit_changes
+from amc_pipeline.defs.resources import AmcResource, StoreResource
+from amc_pipeline.monitor.events import PassReport
+from amc_pipeline.monitor.poll import poll_due
+from amc_pipeline.monitor.submit import submit_queued
+
+MONITOR_JOB = "amc_monitor"
+IN_FLIGHT_RUNS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+#: Due work unchanged for this long gets a new run key, so work a failed run left untouched is retried.
+RUN_KEY_BUCKET_SECONDS = 300
+
+
+def monitor_in_flight(instance: dg.DagsterInstance) -> dg.DagsterRun | None:
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=MONITOR_JOB, statuses=IN_FLIGHT_RUNS), limit=1)
+    return runs[0] if runs else None
+
+
+def monitor_defs(config: PipelineConfig) -> dg.Definitions:
+    @dg.op(description="Submit QUEUED executions to AMC within each instance's active and daily limits.")
+    def submit_executions(context: dg.OpExecutionContext, amc: AmcResource, amc_store: StoreResource) -> None:
+        report = submit_queued(amc_store.get_store(), amc.get_client(), config, report=PassReport())
+        emit_changes(context, report.changes)
+        context.log.info(f"submit pass: {report.summary()}")
+
+    @dg.op(
+        ins={"after_submit": dg.In(dg.Nothing)},
+        description="Check due PENDING/RUNNING executions (bounded concurrency; list pages when many).",
+    )
+    def poll_executions(context: dg.OpExecutionContext, amc: AmcResource, amc_store: StoreResource) -> None:
+        store = amc_store.get_store()
+        report = poll_due(store, lambda: amc.get_async_client(config.monitor.concurrency), config,
+                          report=PassReport())
+        store.record_heartbeat("poll", ok=not report.outage, detail=report.summary())
+        emit_changes(context, report.changes)
+        context.log.info(f"poll pass: {report.summary()} token_refreshes={amc.token_refreshes}")
+
+    @dg.job(
+        name=MONITOR_JOB,
+        description="One monitor pass: submit queued AMC executions, then check the due ones.",
+        tags={"amc/monitor": "true"},
+    )
+    def amc_monitor():
+        poll_executions(after_submit=submit_executions())
+
+    @dg.sensor(
+        name="amc_monitor_sensor",
+        job=amc_monitor,
+        minimum_interval_seconds=config.monitor.sensor_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Requests one amc_monitor run when the store has a submit or status check due.",
+    )
+    def amc_monitor_sensor(context: dg.SensorEvaluationContext, amc_store: StoreResource):
+        now = datetime.now(UTC)
+        summary = amc_store.get_store().due_summary(now)
+        if summary.submit_due + summary.poll_due + summary.ambiguous == 0:
+            when = summary.next_due_at.isoformat(timespec="seconds") if summary.next_due_at else "nothing active"
+            return dg.SkipReason(f"no AMC work due; next check: {when}")
+        running = monitor_in_flight(context.instance)
+        if running is not None:
+            return dg.SkipReason(f"amc_monitor run {running.run_id} is already {running.status.value}")
+        # Same due work → same key, so a daemon restart cannot launch it twice; the bucket lets work
+        # that a failed run left untouched be tried again. newest_due_at moves whenever a pass
+        # reschedules a due attempt, so the next round of polls of the same executions gets a new key.
+        bucket = int(now.timestamp()) // RUN_KEY_BUCKET_SECONDS
+        newest = summary.newest_due_at.isoformat() if summary.newest_due_at else ""
+        digest = hashlib.sha1(f"{summary.oldest_due_ids}|{newest}|{bucket}".encode()).hexdigest()[:16]
+        return dg.RunRequest(
+            run_key=f"monitor:{digest}",
+            tags={"amc/submit_due": str(summary.submit_due), "amc/poll_due": str(summary.poll_due)},
+        )
+
+    return dg.Definitions(jobs=[amc_monitor], sensors=[amc_monitor_sensor])

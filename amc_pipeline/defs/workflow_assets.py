@@ -1,0 +1,91 @@
+"""One partitioned Parquet asset per configured workflow: `amc/<workflow>`.
+
+Materializing a partition asks the engine what the window needs (`monitor.windows.request_window`):
+it lands the window's SUCCESS execution if there is one not yet landed; otherwise it enqueues an
+execution (never a duplicate) and ends without a materialization, saying where the execution
+stands. The landing sensor requests the partition again once AMC has finished.
+"""
+
+import dagster as dg
+
+from amc_pipeline.config import PipelineConfig, Settings, WorkflowConfig
+from amc_pipeline.defs.checks import data_check_specs, rows_check, schema_check
+from amc_pipeline.defs.metadata import materialization
+from amc_pipeline.defs.observations import emit_changes, workflow_asset_key
+from amc_pipeline.defs.resources import AmcResource, StoreResource
+from amc_pipeline.monitor.windows import Action, land_window, request_window
+from amc_pipeline.partitions import partitions_def, window_for
+from amc_pipeline.results.schema_drift import schema_drift
+
+
+class MaterializeConfig(dg.Config):
+    """Run config of a workflow asset."""
+
+    force_new_execution: bool = False
+    """Submit a new AMC execution for the window even if one exists (e.g. after the SQL changed)."""
+    redownload: bool = False
+    """Land the window's SUCCESS execution again even if it was already landed."""
+
+
+def _description(workflow: WorkflowConfig) -> str:
+    source = f"```sql\n{workflow.sql.strip()}\n```" if workflow.sql else f"saved AMC workflow `{workflow.workflow_id}`"
+    intro = workflow.description or f"AMC workflow `{workflow.name}` on instance `{workflow.instance_id}`."
+    return f"{intro}\n\n{workflow.partitions.capitalize()} windows from {workflow.start_date}.\n\n{source}"
+
+
+def workflow_asset(workflow: WorkflowConfig, config: PipelineConfig) -> dg.AssetsDefinition:
+    key = workflow_asset_key(workflow.name)
+    instance = config.instance(workflow.instance_id)
+    pdef = partitions_def(workflow)
+    policy = config.monitor
+
+    # A multi_asset with can_subset=True: a run that only enqueues yields no materialization, and then
+    # no check results either, which a plain @asset with check_specs would refuse.
+    @dg.multi_asset(
+        name=f"amc__{workflow.name}",
+        specs=[
+            dg.AssetSpec(
+                key=key,
+                group_name="amc",
+                description=_description(workflow),
+                kinds={"amc", "parquet"},
+                owners=list(workflow.owners),
+                tags={**workflow.tags, "amc/instance": workflow.instance_id},
+                metadata={"amc/workflow": workflow.name, "amc/instance": workflow.instance_id},
+                skippable=True,
+            )
+        ],
+        partitions_def=pdef,
+        # One partition per run: each window carries its own metadata, checks and AMC execution.
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
+        can_subset=True,
+        check_specs=data_check_specs(workflow, pdef),
+        pool=f"amc-{workflow.instance_id}",
+    )
+    def _workflow_asset(
+        context: dg.AssetExecutionContext,
+        config: MaterializeConfig,
+        amc: AmcResource,
+        amc_store: StoreResource,
+    ):
+        store = amc_store.get_store()
+        outcome = request_window(
+            store, workflow, instance, window_for(workflow, context.partition_key), client=amc.get_client,
+            force_new=config.force_new_execution, redownload=config.redownload,
+        )
+        context.log.info(outcome.message)
+        emit_changes(context, outcome.changes)
+        if outcome.action is not Action.LAND:
+            return
+        landed = land_window(store, amc.get_client(), instance, outcome.execution, policy,
+                             data_dir=Settings.from_env().data_dir, logger=context.log)
+        schema = landed.landing.schema
+        checks = [schema_check(schema_drift(store, workflow.name, context.partition_key, schema)),
+                  rows_check(landed.landing.rows)]
+        yield dg.MaterializeResult(metadata=materialization(outcome.execution, landed), check_results=checks)
+
+    return _workflow_asset
+
+
+def workflow_assets_defs(config: PipelineConfig) -> dg.Definitions:
+    return dg.Definitions(assets=[workflow_asset(w, config) for w in config.workflows])
