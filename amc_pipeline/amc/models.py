@@ -6,17 +6,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-#: AMC status → our lifecycle status (DESIGN.md "Lifecycle"). Unknown statuses map to None.
-AMC_STATUS_MAP: dict[str, str] = {
-    "PENDING": "PENDING",
-    "RUNNING": "RUNNING",
-    "PUBLISHING": "RUNNING",
-    "SUCCEEDED": "SUCCESS",
-    "FAILED": "FAILED",
-    "REJECTED": "FAILED",
-    "CANCELLED": "CANCELLED",
-}
-
 #: The AMC timestamp format for EXPLICIT windows: no `Z`, no offset.
 AMC_WINDOW_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
@@ -75,11 +64,6 @@ class AmcExecution:
     output_columns: tuple[OutputColumn, ...] = ()
     request_id: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def lifecycle_status(self) -> str | None:
-        """Our status for AMC's, or None for a status we do not know (treated as in progress)."""
-        return AMC_STATUS_MAP.get(self.status)
 
     @classmethod
     def from_json(cls, data: Any, request_id: str | None = None) -> AmcExecution:

@@ -19,7 +19,7 @@ from amc_pipeline.config import PipelineConfig
 from amc_pipeline.monitor.cancel import cancel_attempt_async
 from amc_pipeline.monitor.events import PassReport
 from amc_pipeline.monitor.transitions import apply_observation, next_check_at, record_error
-from amc_pipeline.store.states import TIMEOUT
+from amc_pipeline.store.states import TIMEOUT, from_amc
 from amc_pipeline.store.store import DueCheck, ExecutionStore
 
 log = logging.getLogger(__name__)
@@ -182,8 +182,8 @@ def _unchanged(item: DueCheck, amc: AmcExecution) -> bool:
 
     Mirrors the no-change branch of `apply_observation`, which handles every other case.
     """
-    return amc.lifecycle_status is not None and amc.lifecycle_status == item.status \
-        and amc.status == item.amc_status
+    ours = from_amc(amc.status)
+    return ours is not None and ours == item.status and amc.status == item.amc_status
 
 
 def _describe(err: AmcError) -> str:

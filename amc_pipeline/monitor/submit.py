@@ -18,7 +18,7 @@ from amc_pipeline.monitor.events import PassReport
 from amc_pipeline.monitor.transitions import apply_observation, first_check_at, move
 from amc_pipeline.partitions import next_utc_day, utc_day_start, window_for
 from amc_pipeline.store.records import Attempt, ExecutionView
-from amc_pipeline.store.states import FAILED, PENDING, QUEUED
+from amc_pipeline.store.states import FAILED, PENDING, QUEUED, from_amc
 from amc_pipeline.store.store import ExecutionStore
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def _adopt(store, config, execution, attempt, amc: AmcExecution, now, report) ->
                     attempt.id, amc.execution_id)
         return
     report.changes.append(change)
-    if amc.lifecycle_status not in (None, PENDING):
+    if from_amc(amc.status) not in (None, PENDING):
         apply_observation(store, config, execution, store.get_attempt(attempt.id), amc, now, report)
 
 

@@ -14,7 +14,7 @@ from amc_pipeline.amc.models import AmcExecution
 from amc_pipeline.config import MonitorConfig, PipelineConfig
 from amc_pipeline.monitor.events import PassReport, StatusChange
 from amc_pipeline.store.records import Attempt, ExecutionView
-from amc_pipeline.store.states import ACTIVE, CANCELLED, FAILED, SUCCESS, can_transition
+from amc_pipeline.store.states import ACTIVE, CANCELLED, FAILED, SUCCESS, can_transition, from_amc
 from amc_pipeline.store.store import ExecutionStore
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def apply_observation(
 ) -> None:
     """Move `attempt` to the status AMC reports, or just schedule its next check."""
     policy = config.monitor
-    new_status = amc.lifecycle_status
+    new_status = from_amc(amc.status)
     report.checked += 1
     if new_status is None:
         log.warning("AMC execution %s reports unknown status %r; treated as in progress",

@@ -1,6 +1,6 @@
 """Land one SUCCEEDED execution: download every file, convert to typed Parquet, swap the partition in.
 
-This is what the workflow asset calls (DESIGN.md step 5 "Land"). Why the shape:
+This is what the engine calls to land a window (docs/architecture.md, "The flow"). Why the shape:
 - Downloads go to a temporary directory under `data_dir` (same disk as the results, cleaned up
   whatever happens), so a failure never leaves CSVs behind.
 - Each file is converted as soon as it is on disk, on a small thread pool (pyarrow releases the

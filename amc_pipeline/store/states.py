@@ -37,3 +37,20 @@ def can_transition(from_status: str, to_status: str) -> bool:
     """True when `from_status -> to_status` is an allowed move. A no-op (a == b) is not a transition."""
     return to_status in ALLOWED.get(from_status, frozenset())
 
+
+#: AMC's execution statuses (as the API spells them, older endpoints included) → ours. The client
+#: reports AMC's word unchanged; this is where the lifecycle reads it (docs/architecture.md).
+AMC_STATUS_MAP: dict[str, str] = {
+    "PENDING": PENDING,
+    "RUNNING": RUNNING,
+    "PUBLISHING": RUNNING,
+    "SUCCEEDED": SUCCESS,
+    "FAILED": FAILED,
+    "REJECTED": FAILED,
+    "CANCELLED": CANCELLED,
+}
+
+
+def from_amc(amc_status: str | None) -> str | None:
+    """Our status for AMC's, or None for a status we do not know (treated as in progress, logged)."""
+    return AMC_STATUS_MAP.get((amc_status or "").strip().upper())

@@ -1,9 +1,10 @@
 """The execution store: every execution and attempt, and the only code that changes their status.
 
-Why it is built this way (DESIGN.md "Scale"): several monitor runs, sensors and asset runs may touch the
-same execution at once, possibly on different hosts. There are no in-process locks: every status write
-is a compare-and-set in one UPDATE (`... WHERE id = ? AND status = ?`, `status_writes.set_status`),
-duplicates are refused by unique indexes, and each method is one short database transaction.
+Why it is built this way (docs/architecture.md, "The lifecycle"): several monitor runs, sensors and
+asset runs may touch the same execution at once, possibly on different hosts. There are no in-process
+locks: every status write is a compare-and-set in one UPDATE (`... WHERE id = ? AND status = ?`,
+`status_writes.set_status`), duplicates are refused by unique indexes, and each method is one short
+database transaction.
 
 The code lives by concern next to this module: `engine` (connecting, SQLite settings, migrations),
 `rows` (shared query pieces), `status_writes` (the status CAS), `executions`, `due`, `landing`,

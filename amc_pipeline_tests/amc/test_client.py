@@ -76,7 +76,7 @@ def test_execution_endpoints_round_trip(sim, client, instance):
 
     sim.advance_clock(60)
     done = client.get_execution(instance, created.execution_id)
-    assert done.status == "SUCCEEDED" and done.lifecycle_status == "SUCCESS"
+    assert done.status == "SUCCEEDED"
     assert done.output_columns
 
     urls = client.get_download_urls(instance, created.execution_id)

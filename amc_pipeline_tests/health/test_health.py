@@ -12,6 +12,7 @@ from amc_pipeline.definitions import build_definitions
 from amc_pipeline.health.metrics import compute_metrics
 from amc_pipeline.health.status import amc_probe_for, monitor_health
 from amc_pipeline.simulator import Fault, Scenario
+from amc_pipeline_tests.constants import CREDENTIALS
 from amc_pipeline_tests.harness import rig
 from amc_pipeline_tests.results.test_assets import resources, sim_environment
 
@@ -74,9 +75,8 @@ def test_health_goes_red_when_amc_is_down_and_back(env, monkeypatch):
         sim_environment(monkeypatch, r)
         from amc_pipeline.defs.resources import AmcResource
 
-        probe = amc_probe_for(AmcResource(api_url=r.sim.url, token_url=r.sim.token_url,
-                                          client_id="sim-client-id", client_secret="sim-client-secret",
-                                          refresh_token="sim-refresh-token", retry_budget_seconds=1).get_client, r.config)
+        amc = AmcResource(api_url=r.sim.url, token_url=r.sim.token_url, retry_budget_seconds=1, **CREDENTIALS)
+        probe = amc_probe_for(amc.get_client, r.config)
         r.request("good", "2026-10-05")
         r.monitor_pass()
         assert monitor_health(r.store, r.config, amc_probe=probe).healthy

@@ -14,8 +14,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from amc_pipeline.amc.client import RetryPolicy
-from amc_pipeline.defs.resources import AmcResource
-from amc_pipeline.defs.resources import StoreResource
+from amc_pipeline.defs.resources import AmcResource, StoreResource
 from amc_pipeline.results.layout import OLD_PREFIX, STAGING_PREFIX
 
 

@@ -1,10 +1,10 @@
 """A 30-day backfill of one daily workflow with every simulator fault injected at 20 %.
 
-What it proves (DESIGN.md "Lifecycle", "Land"): whatever AMC and S3 throw at us — throttling with
-Retry-After, 500s, gateway timeouts, slow answers, dropped connections, create responses lost after the
-execution was created, truncated downloads, expired URLs, revoked tokens — every partition lands exactly
-once with every row the simulator served, no window gets a second AMC execution, and no reader ever sees
-a partial file.
+What it proves (docs/architecture.md, "The lifecycle" and "Why it is shaped this way"): whatever AMC and
+S3 throw at us — throttling with Retry-After, 500s, gateway timeouts, slow answers, dropped connections,
+create responses lost after the execution was created, truncated downloads, expired URLs, revoked tokens
+— every partition lands exactly once with every row the simulator served, no window gets a second AMC
+execution, and no reader ever sees a partial file.
 
 As in a deployment, the monitor runs beside the landings: a thread makes monitor passes (submit + poll,
 the amc_monitor job's work) while the test thread does what the landing sensor's runs do — materialize

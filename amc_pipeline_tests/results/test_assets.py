@@ -8,9 +8,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from amc_pipeline.defs.resources import AmcResource
 from amc_pipeline.definitions import build_definitions
-from amc_pipeline.defs.resources import StoreResource
+from amc_pipeline.defs.resources import AmcResource, StoreResource
 from amc_pipeline.simulator import Scenario
 from amc_pipeline_tests.harness import rig
 

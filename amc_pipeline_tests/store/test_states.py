@@ -4,9 +4,21 @@ import itertools
 
 import pytest
 
-from amc_pipeline.store import ACTIVE, ALLOWED, STATUSES, TERMINAL, can_transition
+from amc_pipeline.store.states import (
+    ACTIVE,
+    ALLOWED,
+    CANCELLED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    STATUSES,
+    SUCCESS,
+    TERMINAL,
+    can_transition,
+    from_amc,
+)
 
-# Written out by hand from DESIGN.md "Lifecycle" so a change to ALLOWED must also change this.
+# Written out by hand from docs/architecture.md "The lifecycle" so a change to ALLOWED must also change this.
 EXPECTED_MOVES = {
     ("QUEUED", "PENDING"),
     ("QUEUED", "CANCELLED"),
@@ -42,3 +54,13 @@ def test_noop_and_unknown_are_not_transitions() -> None:
     assert not can_transition("QUEUED", "BOGUS")
     assert not can_transition("BOGUS", "PENDING")
 
+
+
+@pytest.mark.parametrize(
+    ("amc", "ours"),
+    [("PENDING", PENDING), ("RUNNING", RUNNING), ("PUBLISHING", RUNNING), ("SUCCEEDED", SUCCESS),
+     ("FAILED", FAILED), ("REJECTED", FAILED), ("CANCELLED", CANCELLED), (" succeeded ", SUCCESS),
+     ("SOMETHING_NEW", None), ("", None), (None, None)],
+)
+def test_amc_statuses_map_onto_the_lifecycle(amc: str | None, ours: str | None) -> None:
+    assert from_amc(amc) == ours
