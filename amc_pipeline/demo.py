@@ -4,6 +4,9 @@ Nothing to configure: the simulator plays AMC (credentials included), the store 
 under ./data, the Dagster instance under ./.dagster_home. Three workflows show the whole lifecycle:
 `campaign_performance` lands daily data, `broken_attribution` fails with an SQL error at create,
 `audience_overlap` stays PENDING and trips the stuck check.
+
+Dagster is imported here (outside `defs/`) because driving Dagster is the point: the headless demo
+runs the project's jobs in process on a real instance, as the daemon would.
 """
 
 import os

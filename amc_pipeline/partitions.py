@@ -2,6 +2,8 @@
 
 Why here and not in the asset module: the monitor (which submits executions) and the assets (which
 request and land them) must agree exactly on the window of a partition key, in the workflow's time zone.
+Dagster is imported outside `defs/` for that reason: its partitions definition is the one source of
+truth for which keys exist and what window each covers, so the engine asks it rather than re-deriving it.
 """
 
 import math
