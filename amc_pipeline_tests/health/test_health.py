@@ -12,7 +12,7 @@ from amc_pipeline.definitions import build_definitions
 from amc_pipeline.health.metrics import compute_metrics
 from amc_pipeline.health.status import amc_probe_for, monitor_health
 from amc_pipeline.simulator import Fault, Scenario
-from amc_pipeline_tests.constants import CREDENTIALS
+from amc_pipeline_tests.constants import CLIENT_SECRET, CREDENTIALS
 from amc_pipeline_tests.harness import rig
 from amc_pipeline_tests.results.test_assets import resources, sim_environment
 
@@ -135,7 +135,7 @@ def test_status_and_doctor_commands(env, monkeypatch, tmp_path):
         assert doctor.returncode == 1  # a failed window makes it unhealthy
         assert "ok    AMC: token refreshed" in doctor.stdout
         assert "FAIL  workflow broken: 0 stuck, 1 failed" in doctor.stdout
-        assert "sim-client-secret" not in doctor.stdout + doctor.stderr
+        assert CLIENT_SECRET not in doctor.stdout + doctor.stderr
         offline = subprocess.run([*cli, "doctor"], capture_output=True, text=True, timeout=120,
                                  env={**env_vars, "AMC_API_URL": "http://127.0.0.1:9"})
         assert offline.returncode == 1 and "FAIL  AMC:" in offline.stdout

@@ -11,6 +11,7 @@ import pytest
 from amc_pipeline.definitions import build_definitions
 from amc_pipeline.defs.resources import AmcResource, StoreResource
 from amc_pipeline.simulator import Scenario
+from amc_pipeline_tests.constants import INSTANCE_ID
 from amc_pipeline_tests.harness import rig
 
 CAMPAIGN = {"name": "campaign_performance", "sql": "SELECT campaign, SUM(impressions) FROM t GROUP BY 1"}
@@ -163,7 +164,7 @@ def test_monitor_sensor_and_landing_sensor(env, tmp_path, monkeypatch):
                 requests = landing_sensor(ctx)
             assert [q.run_key for q in requests] == [f"land:{execution.id}:1"]
             assert requests[0].partition_key == "2026-10-05"
-            assert requests[0].tags["amc/instance"] == "amcdemo001"
+            assert requests[0].tags["amc/instance"] == INSTANCE_ID
 
 
 def test_downstream_rollup_reads_landed_partitions(env, tmp_path):
