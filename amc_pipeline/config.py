@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -168,10 +169,112 @@ class MonitorConfig(_Model):
         return self
 
 
+#: Where results may land: a local path (no scheme), file://, S3, Google Cloud Storage, Azure (ADLS Gen2).
+RESULTS_URI_SCHEMES: tuple[str, ...] = ("file", "s3", "gs", "gcs", "abfs", "abfss", "az")
+RESULTS_URI_ENV = "AMC_PIPELINE_RESULTS_URI"
+#: Property names in the YAML that would hold a credential (they must come from the environment).
+_SECRET_KEY_PATTERN = re.compile(r"(?i)(secret|password|passwd|token|credential|access[-_.]?key|account[-_.]?key|sas)")
+
+
+def check_results_uri(value: str) -> str:
+    """A results location without credentials: a local path or `<scheme>://<bucket or container>/<prefix>`.
+
+    Pure text checks (no I/O, no pyarrow): config validation runs before anything loads. Credentials in
+    the URI (`s3://KEY:SECRET@bucket`) are refused without quoting them: they belong in the
+    environment (AWS_*, GOOGLE_*, AZURE_*), never in the YAML, the store or metadata.
+    """
+    text = value.strip()
+    if not text:
+        raise ValueError("expected a path or a URI such as s3://bucket/prefix, got an empty string")
+    if "://" not in text:
+        if ":" in text.split("/", 1)[0] and len(text.split("/", 1)[0]) > 2:  # `s3:bucket`, not `C:`
+            raise ValueError(f"expected <scheme>://..., got {text.split(':', 1)[0]!r}: without '//'")
+        return text
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in RESULTS_URI_SCHEMES:
+        raise ValueError(f"unsupported scheme {scheme!r}: expected a local path or one of "
+                         f"{', '.join(s + '://' for s in RESULTS_URI_SCHEMES)}")
+    # Azure names `container@account` in the netloc; anywhere else user info is an access key.
+    if parts.password or ("@" in parts.netloc and scheme not in ("abfs", "abfss", "az")):
+        raise ValueError("credentials are not allowed in the URI; give them in the environment "
+                         "(e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
+    if parts.query and _SECRET_KEY_PATTERN.search(parts.query):
+        raise ValueError("credentials are not allowed in the URI's query; give them in the environment")
+    if scheme != "file" and not parts.netloc:
+        raise ValueError(f"expected {scheme}://<bucket>/<prefix>, the bucket is missing")
+    return text
+
+
+class IcebergCatalogConfig(_Model):
+    """The Iceberg catalog (pyiceberg's catalog types). Credentials come from the environment."""
+
+    type: Literal["sql", "rest", "glue"] = "sql"
+    uri: str | None = None
+    properties: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _type(cls, value: Any) -> Any:
+        if value not in ("sql", "rest", "glue"):
+            raise ValueError(f"expected sql|rest|glue, got {value!r}")
+        return value
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).password:
+            raise ValueError("a password is not allowed in the catalog URI; give it in the environment")
+        return value
+
+    @field_validator("properties")
+    @classmethod
+    def _properties(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if _SECRET_KEY_PATTERN.search(key):
+                raise ValueError(f"{key!r} looks like a credential; credentials never live in the YAML "
+                                 f"(give it in the environment)")
+        return value
+
+
+class IcebergConfig(_Model):
+    namespace: str = "amc"
+    catalog: IcebergCatalogConfig = Field(default_factory=IcebergCatalogConfig)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(f"expected [a-z][a-z0-9_]*, got {value!r}")
+        return value
+
+
+class StorageConfig(_Model):
+    """Where results land: `results_uri` (default `<data dir>/results`; `$AMC_PIPELINE_RESULTS_URI` wins)
+    and in which table format."""
+
+    results_uri: str | None = None
+    table_format: Literal["parquet", "iceberg"] = "parquet"
+    iceberg: IcebergConfig = Field(default_factory=IcebergConfig)
+
+    @field_validator("results_uri")
+    @classmethod
+    def _results_uri(cls, value: str | None) -> str | None:
+        return None if value is None else check_results_uri(value)
+
+    @field_validator("table_format", mode="before")
+    @classmethod
+    def _table_format(cls, value: Any) -> Any:
+        if value not in ("parquet", "iceberg"):
+            raise ValueError(f"expected parquet|iceberg, got {value!r}")
+        return value
+
+
 class PipelineConfig(_Model):
     instances: tuple[InstanceConfig, ...]
     workflows: tuple[WorkflowConfig, ...]
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
 
     @model_validator(mode="after")
     def _references(self) -> PipelineConfig:
@@ -267,6 +370,8 @@ class Settings:
     token_url: str
     data_dir: Path
     database_url: str
+    #: `$AMC_PIPELINE_RESULTS_URI` (validated), overriding the YAML's storage.results_uri; None when unset.
+    results_uri: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -277,4 +382,16 @@ class Settings:
             token_url=os.environ.get("AMC_TOKEN_URL") or DEFAULT_TOKEN_URL,
             data_dir=data_dir,
             database_url=database_url,
+            results_uri=results_uri_from_env(),
         )
+
+
+def results_uri_from_env() -> str | None:
+    """`$AMC_PIPELINE_RESULTS_URI`, checked like the YAML field; a bad value names the variable."""
+    value = os.environ.get(RESULTS_URI_ENV)
+    if not value:
+        return None
+    try:
+        return check_results_uri(value)
+    except ValueError as exc:
+        raise ConfigError(f"{RESULTS_URI_ENV}: {exc}") from None
