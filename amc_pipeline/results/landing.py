@@ -5,8 +5,10 @@ This is what the engine calls to land a window (docs/architecture.md, "The flow"
   whatever happens), so a failure never leaves CSVs behind.
 - Each file is converted as soon as it is on disk, on a small thread pool (pyarrow releases the
   GIL), so conversion overlaps the next download and two files convert at once on two cores.
-- Parts are written into a staging directory and swapped in only when all of them are complete
-  (layout.StagedPartition): a failure leaves the previous version of the partition intact.
+- Parts are written into a staging directory and published only when all of them are complete: a
+  local results root swaps the directory in (layout.StagedPartition), an object store gets them
+  uploaded, copied into place and the previous attempt deleted (results/storage.py). A failure
+  leaves the previous version of the partition intact.
 - The row count reported is checked against the Parquet footers actually written.
 """
 
@@ -25,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from amc_pipeline.results.convert import convert_file
 from amc_pipeline.results.convert_csv import DEFAULT_BLOCK_SIZE
@@ -38,7 +39,8 @@ from amc_pipeline.results.convert_parquet import (
 )
 from amc_pipeline.results.convert_schema import ResultConversionError, schema_for
 from amc_pipeline.results.download import DownloadedFile, iter_results
-from amc_pipeline.results.layout import StagedPartition, hold_lock, is_locked
+from amc_pipeline.results.layout import RESULTS_DIR, hold_lock, is_locked
+from amc_pipeline.results.storage import STALE_STAGING_SECONDS, ResultsRoot, publisher, resolve_results_root
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,12 @@ class LandingResult:
     total_seconds: float = 0.0
     downloaded_bytes: int = 0
     content_types: list[str] = field(default_factory=list)
+    #: Object stores: how long a listing of the partition showed both the previous and the new
+    #: attempt's parts (first copy to last delete); 0 for a local swap, which is atomic.
+    mixed_window_seconds: float = 0.0
+    #: That window as time.time() start and end; None for a local swap.
+    mixed_window: tuple[float, float] | None = None
+    upload_seconds: float = 0.0
 
 
 def land_execution(
@@ -84,6 +92,8 @@ def land_execution(
     logger: logging.Logger | Any | None = None,
     downloader_options: dict[str, Any] | None = None,
     on_file: Callable[[DownloadedFile], None] | None = None,
+    results: ResultsRoot | str | os.PathLike[str] | None = None,
+    stale_staging_seconds: float = STALE_STAGING_SECONDS,
 ) -> LandingResult:
     """Download, convert and atomically publish one execution's results as one partition.
 
@@ -92,10 +102,16 @@ def land_execution(
     Raises ResultDownloadError / ResultFormatError / UnsafeDownloadUrlError (download) or
     ResultConversionError (conversion); the partition then keeps its previous version.
     `on_file` is called with each file as soon as it is on disk (progress logging).
+    `results` is the results root (results/storage.py: a ResultsRoot, a local path or a URI such as
+    s3://bucket/prefix); default `<data_dir>/results`. Downloads and conversion always use
+    `<data_dir>/tmp`. `stale_staging_seconds`: staging objects and open multipart uploads of this
+    workflow older than this are a dead landing's and are removed first (object stores only).
     """
     logger = logger or log
     started = time.perf_counter()
     data_dir = Path(data_dir)
+    root = results if isinstance(results, ResultsRoot) else resolve_results_root(
+        results if results is not None else data_dir / RESULTS_DIR)
     tmp_dir, tmp_lock = _claim_tmp_dir(data_dir)
     options = dict(downloader_options or {})
     if max_attempts is not None:
@@ -113,7 +129,8 @@ def land_execution(
     downloaded_files: list[DownloadedFile] = []
     try:
         with (
-            StagedPartition(data_dir, workflow, partition_key) as staged,
+            publisher(root, data_dir=data_dir, local_dir=tmp_dir / "parts", workflow=workflow,
+                      partition_key=partition_key, stale_seconds=stale_staging_seconds, logger=logger) as staged,
             iter_results(client, instance, amc_execution_id, tmp_dir, api_url=api_url,
                          **options) as downloader,
             ThreadPoolExecutor(max_workers=max(1, convert_workers), thread_name_prefix="amc-convert") as pool,
@@ -144,13 +161,13 @@ def land_execution(
                 # schema-drift check still see the columns.
                 write_empty(staged.path_for(0), schema_for(output_columns), compression)
             schema = _common_schema(results, output_columns)
-            final_paths = staged.commit()
+            published = staged.commit(logger)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         os.close(tmp_lock)
         _remove_if_empty(data_dir / "tmp")
 
-    rows = sum(pq.read_metadata(str(p)).num_rows for p in final_paths)
+    rows = published.rows  # from the Parquet footers written
     expected_rows = sum(r.rows for r in results)
     if rows != expected_rows:  # pragma: no cover - a writer bug, not an input problem
         raise RuntimeError(f"landed {rows} rows but converted {expected_rows}")
@@ -162,21 +179,26 @@ def land_execution(
     total = time.perf_counter() - started
     result = LandingResult(
         rows=rows,
-        bytes=sum(p.stat().st_size for p in final_paths),
-        uri=staged.target.resolve().as_uri(),
+        bytes=published.bytes,
+        uri=published.uri,
         files=len(downloaded_files),
         download_seconds=round(download_seconds, 3),
         schema=schema,
         preview=preview,
-        parquet_files=[str(p) for p in final_paths],
-        path=str(staged.target),
+        parquet_files=published.parts,
+        path=published.path,
         convert_seconds=round(convert_done - started - download_seconds, 3),
         total_seconds=round(total, 3),
         downloaded_bytes=sum(f.bytes for f in downloaded_files),
         content_types=[f.content_type for f in downloaded_files],
+        mixed_window_seconds=published.mixed_window_seconds,
+        mixed_window=published.mixed_window,
+        upload_seconds=published.upload_seconds,
     )
     _info(logger, f"landed {result.rows} rows from {result.files} file(s) of execution {amc_execution_id} "
-                  f"into {result.path} ({result.bytes} Parquet bytes, {total:.1f}s)")
+                  f"into {result.uri} ({result.bytes} Parquet bytes, {total:.1f}s"
+                  + (f"; old and new parts both listed for {result.mixed_window_seconds * 1000:.0f} ms)"
+                     if result.mixed_window is not None else ")"))
     return result
 
 

@@ -53,8 +53,24 @@ def workflow_dir(data_dir: str | os.PathLike[str], workflow: str) -> Path:
 
 def partition_dir(data_dir: str | os.PathLike[str], workflow: str, partition_key: str) -> Path:
     """`<data_dir>/results/<workflow>/window_start=<partition key>`."""
+    return partition_folder(workflow, partition_key, Path(data_dir) / RESULTS_DIR)
+
+
+def partition_folder(workflow: str, partition_key: str, results_dir: str | os.PathLike[str]) -> Path:
+    """`<results_dir>/<workflow>/window_start=<partition key>` (results_dir: a local results root)."""
     key = _check_component(str(partition_key), "partition key")
-    return workflow_dir(data_dir, workflow) / f"{PARTITION_COLUMN}={key}"
+    return Path(results_dir) / _check_component(workflow, "workflow") / f"{PARTITION_COLUMN}={key}"
+
+
+def workflow_relpath(workflow: str) -> str:
+    """`<workflow>`, checked: the dataset folder of a workflow under any results root."""
+    return _check_component(workflow, "workflow")
+
+
+def partition_relpath(workflow: str, partition_key: str) -> str:
+    """`<workflow>/window_start=<partition key>`: where a partition sits under any results root."""
+    key = _check_component(str(partition_key), "partition key")
+    return f"{_check_component(workflow, 'workflow')}/{PARTITION_COLUMN}={key}"
 
 
 def part_name(index: int) -> str:
@@ -165,8 +181,11 @@ class StagedPartition:
     staging directory and leaves the previous version untouched.
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str], workflow: str, partition_key: str) -> None:
-        self.target = partition_dir(data_dir, workflow, partition_key)
+    def __init__(self, data_dir: str | os.PathLike[str], workflow: str, partition_key: str, *,
+                 results_dir: str | os.PathLike[str] | None = None) -> None:
+        # results_dir: a local results root other than <data_dir>/results (storage.results_uri).
+        self.target = (partition_dir(data_dir, workflow, partition_key) if results_dir is None
+                       else partition_folder(workflow, partition_key, results_dir))
         self.parent = self.target.parent
         self.parent.mkdir(parents=True, exist_ok=True)
         clean_stale(self.target)
