@@ -1,7 +1,8 @@
 """An example consumer of a landed dataset: a weekly roll-up of `campaign_performance`.
 
-It shows how downstream code reads the landed dataset (a pyarrow hive-partitioned dataset); the
-asset that keeps it current as partitions land lives in `defs/downstream.py`.
+It shows how downstream code reads the landed dataset (a pyarrow hive-partitioned dataset on the
+results storage: a local folder or an object store, `storage.results_uri`); the asset that keeps it
+current as partitions land lives in `defs/downstream.py`.
 """
 
 from pathlib import Path
@@ -9,20 +10,27 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from amc_pipeline.config import Settings
-from amc_pipeline.results.layout import workflow_dir
+from amc_pipeline.results.storage import ResultsRoot, results_root
 
 SOURCE = "campaign_performance"
+ROLLUP_NAME = "campaign_performance_weekly"
 
 
-def read_dataset(workflow: str) -> pa.Table:
-    """Every landed partition of a workflow, with `window_start` from the hive folder names."""
-    root = workflow_dir(Settings.from_env().data_dir, workflow)
-    if not root.exists():
+def read_dataset(workflow: str, root: ResultsRoot | None = None) -> pa.Table:
+    """Every landed partition of a workflow, with `window_start` from the hive folder names.
+
+    `root`: the results root (default: from the environment, `results_root()`). Names starting with
+    "." or "_" (staging, markers) are skipped.
+    """
+    root = root or results_root()
+    path = root.workflow_path(workflow)
+    if root.filesystem.get_file_info(path).type == pafs.FileType.NotFound:
         return pa.table({})
-    dataset = ds.dataset(root, format="parquet", partitioning="hive", ignore_prefixes=[".", "_"])
+    dataset = ds.dataset(path, filesystem=root.filesystem, format="parquet", partitioning="hive",
+                         ignore_prefixes=[".", "_"])
     return dataset.to_table()
 
 
@@ -50,13 +58,39 @@ def weekly_rollup(table: pa.Table) -> pa.Table:
         [("week_start", "ascending"), ("campaign", "ascending")])
 
 
-def write_rollup(rollup: pa.Table, target: Path) -> None:
-    """Write beside the target and rename over it, so a reader never sees a half-written file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".parquet.tmp")
-    pq.write_table(rollup, tmp)
-    tmp.replace(target)
+def rollup_path(root: ResultsRoot | None = None) -> str:
+    """Where the roll-up is written, on the same storage as the results (a path in `root.filesystem`).
+
+    Local: `rollups/` beside the results folder (the default `<data dir>/rollups/…`). Object store:
+    `<root>/_rollups/…`, inside the root but under a name no workflow can take.
+    """
+    root = root or results_root()
+    if root.is_local:
+        return str(root.local_dir.parent / "rollups" / f"{ROLLUP_NAME}.parquet")
+    return root.join(f"_rollups/{ROLLUP_NAME}.parquet")
 
 
-def rollup_path() -> Path:
-    return Settings.from_env().data_dir / "rollups" / "campaign_performance_weekly.parquet"
+def rollup_uri(root: ResultsRoot | None = None) -> str:
+    """`rollup_path` as a URI (file://… or s3://…), for `dagster/uri`."""
+    root = root or results_root()
+    path = rollup_path(root)
+    if root.is_local:
+        return Path(path).as_uri()
+    return root.uri_of(path.removeprefix(root.path).lstrip("/"))
+
+
+def write_rollup(rollup: pa.Table, target: str, root: ResultsRoot | None = None) -> None:
+    """Write the roll-up so a reader never sees a half-written file.
+
+    Local: beside the target and renamed over it. Object store: one streamed upload; the object
+    appears only when the upload completes.
+    """
+    root = root or results_root()
+    fs = root.filesystem
+    if root.is_local:
+        fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        tmp = target + ".tmp"
+        pq.write_table(rollup, tmp, filesystem=fs)
+        fs.move(tmp, target)
+    else:
+        pq.write_table(rollup, target, filesystem=fs)

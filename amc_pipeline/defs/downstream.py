@@ -7,9 +7,10 @@ configuration has the `campaign_performance` workflow it reads.
 
 import dagster as dg
 
-from amc_pipeline.config import PipelineConfig
+from amc_pipeline.config import PipelineConfig, StorageConfig
 from amc_pipeline.defs.observations import workflow_asset_key
-from amc_pipeline.downstream import SOURCE, read_dataset, rollup_path, weekly_rollup, write_rollup
+from amc_pipeline.downstream import SOURCE, read_dataset, rollup_path, rollup_uri, weekly_rollup, write_rollup
+from amc_pipeline.results.storage import results_root
 
 #: Rerun when any landed partition changes, but not while upstream runs are still in progress.
 #: (`eager()` would wait for every upstream partition to exist, which a growing dataset never has.)
@@ -21,28 +22,33 @@ ROLLUP_CONDITION = (
 ).with_label("any landed partition updated")
 
 
-@dg.asset(
-    key=["amc_rollups", "campaign_performance_weekly"],
-    deps=[workflow_asset_key(SOURCE)],
-    group_name="rollups",
-    kinds={"parquet"},
-    automation_condition=ROLLUP_CONDITION,
-    description="Impressions, clicks and spend per campaign and ISO week, over every landed day.",
-)
-def campaign_performance_weekly(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    table = read_dataset(SOURCE)
-    rollup = weekly_rollup(table)
-    target = rollup_path()
-    write_rollup(rollup, target)
-    context.log.info(f"rolled up {table.num_rows} daily rows into {rollup.num_rows} weekly rows")
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": dg.MetadataValue.int(rollup.num_rows),
-        "dagster/uri": dg.MetadataValue.path(target.as_uri()),
-        "source_rows": dg.MetadataValue.int(table.num_rows),
-    })
+def rollup_asset(storage: StorageConfig) -> dg.AssetsDefinition:
+    """The roll-up, reading and writing on the configured results storage (`storage.results_uri`)."""
+
+    @dg.asset(
+        key=["amc_rollups", "campaign_performance_weekly"],
+        deps=[workflow_asset_key(SOURCE)],
+        group_name="rollups",
+        kinds={"parquet"},
+        automation_condition=ROLLUP_CONDITION,
+        description="Impressions, clicks and spend per campaign and ISO week, over every landed day.",
+    )
+    def campaign_performance_weekly(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        root = results_root(storage)
+        table = read_dataset(SOURCE, root)
+        rollup = weekly_rollup(table)
+        write_rollup(rollup, rollup_path(root), root)
+        context.log.info(f"rolled up {table.num_rows} daily rows into {rollup.num_rows} weekly rows")
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": dg.MetadataValue.int(rollup.num_rows),
+            "dagster/uri": dg.MetadataValue.path(rollup_uri(root)),
+            "source_rows": dg.MetadataValue.int(table.num_rows),
+        })
+
+    return campaign_performance_weekly
 
 
 def downstream_defs(config: PipelineConfig) -> dg.Definitions:
     if not any(w.name == SOURCE for w in config.workflows):
         return dg.Definitions()
-    return dg.Definitions(assets=[campaign_performance_weekly])
+    return dg.Definitions(assets=[rollup_asset(config.storage)])

@@ -16,6 +16,7 @@ from amc_pipeline.defs.resources import AmcResource, StoreResource
 from amc_pipeline.monitor.windows import Action, land_window, request_window
 from amc_pipeline.partitions import partitions_def, window_for
 from amc_pipeline.results.schema_drift import schema_drift
+from amc_pipeline.results.storage import results_root
 
 
 class MaterializeConfig(dg.Config):
@@ -38,6 +39,7 @@ def workflow_asset(workflow: WorkflowConfig, config: PipelineConfig) -> dg.Asset
     instance = config.instance(workflow.instance_id)
     pdef = partitions_def(workflow)
     policy = config.monitor
+    storage = config.storage
 
     # A multi_asset with can_subset=True: a run that only enqueues yields no materialization, and then
     # no check results either, which a plain @asset with check_specs would refuse.
@@ -78,7 +80,7 @@ def workflow_asset(workflow: WorkflowConfig, config: PipelineConfig) -> dg.Asset
         if outcome.action is not Action.LAND:
             return
         landed = land_window(store, amc.get_client(), instance, outcome.execution, policy,
-                             data_dir=Settings.from_env().data_dir, logger=context.log)
+                             data_dir=Settings.from_env().data_dir, results=results_root(storage), logger=context.log)
         schema = landed.landing.schema
         checks = [schema_check(schema_drift(store, workflow.name, context.partition_key, schema)),
                   rows_check(landed.landing.rows)]

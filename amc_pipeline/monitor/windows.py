@@ -25,6 +25,7 @@ from amc_pipeline.monitor.cancel import IN_FLIGHT, cancel_attempt
 from amc_pipeline.monitor.events import StatusChange
 from amc_pipeline.partitions import Window
 from amc_pipeline.results.landing import LandingResult, land_execution
+from amc_pipeline.results.storage import ResultsRoot
 from amc_pipeline.store.records import Attempt, ExecutionView
 from amc_pipeline.store.states import CANCELLED, QUEUED, SUCCESS, TERMINAL
 from amc_pipeline.store.store import ExecutionStore
@@ -152,6 +153,7 @@ def land_window(
     policy: MonitorConfig,
     *,
     data_dir: Path,
+    results: ResultsRoot | str | None = None,
     logger: Any = log,
     now: datetime | None = None,
 ) -> Landed:
@@ -174,7 +176,7 @@ def land_window(
             request_id = amc_exec.request_id
             output_columns = [{"name": c.name, "dataType": c.data_type} for c in amc_exec.output_columns]
         landing = land_execution(
-            client, instance, attempt.amc_execution_id, output_columns, data_dir=data_dir,
+            client, instance, attempt.amc_execution_id, output_columns, data_dir=data_dir, results=results,
             workflow=execution.workflow, partition_key=execution.partition_key, logger=logger,
         )
     except Exception as exc:

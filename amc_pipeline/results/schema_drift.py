@@ -6,13 +6,12 @@ retyped is what breaks downstream readers.
 """
 
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from amc_pipeline.results.storage import filesystem_for_uri
 from amc_pipeline.store.store import ExecutionStore
 
 
@@ -34,10 +33,17 @@ def previous_landed_schema(store: ExecutionStore, workflow: str, partition_key: 
               if e.landed_at is not None and e.partition_key != partition_key and e.uri]
     landed.sort(key=lambda e: e.landed_at, reverse=True)
     for execution in landed:
-        folder = Path(url2pathname(urlparse(execution.uri).path))
-        parts = sorted(folder.glob("part-*.parquet"))
+        # The recorded URI says where that window landed (file://… or s3://…/window_start=<key>/).
+        filesystem, folder = filesystem_for_uri(execution.uri)
+        try:
+            infos = filesystem.get_file_info(pafs.FileSelector(folder.rstrip("/"), allow_not_found=True))
+        except FileNotFoundError:
+            continue
+        parts = sorted(i.path for i in infos if i.type == pafs.FileType.File
+                       and i.base_name.startswith("part-") and i.base_name.endswith(".parquet"))
         if parts:
-            return execution.partition_key, pq.read_schema(parts[0])
+            with filesystem.open_input_file(parts[0]) as f:
+                return execution.partition_key, pq.read_schema(f)
     return None
 
 
