@@ -3,9 +3,12 @@
 Why two kinds: `schema_matches_previous` and `has_rows` judge a landed window's data, so they are
 reported with its materialization (per partition); `no_stuck_executions` and
 `no_failed_executions` judge the store's view of every window of the workflow, so they are
-evaluated by the `amc_execution_checks` job that `amc_checks_sensor` launches.
+evaluated by the `amc_execution_checks` job that `amc_checks_sensor` launches when what they would
+say has changed in the store (per asset: they summarize every window of the workflow).
 """
 
+import hashlib
+import json
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -13,12 +16,13 @@ import dagster as dg
 from amc_pipeline.config import PipelineConfig, WorkflowConfig
 from amc_pipeline.defs.observations import workflow_asset_key
 from amc_pipeline.defs.resources import StoreResource
-from amc_pipeline.health.status import failed_executions, stuck_executions
+from amc_pipeline.health.status import check_fingerprints, failed_executions, stuck_executions
 from amc_pipeline.results.schema_drift import SchemaDrift
 
 SCHEMA_CHECK = "schema_matches_previous"
 ROWS_CHECK = "has_rows"
 CHECKS_JOB = "amc_execution_checks"
+EXECUTION_CHECKS = ("no_stuck_executions", "no_failed_executions")
 #: The health check on amc/execution_metrics (defined in health.py, run by the checks job).
 HEALTH_CHECK_KEY = dg.AssetCheckKey(dg.AssetKey(["amc", "execution_metrics"]), "amc_pipeline_healthy")
 
@@ -119,16 +123,38 @@ def checks_defs(config: PipelineConfig) -> dg.Definitions:
     checks_job = dg.define_asset_job(CHECKS_JOB, selection=dg.AssetSelection.checks(*check_keys),
                                      description="Evaluate the stuck, failed and health checks.")
 
+    by_workflow = {w.name: [dg.AssetCheckKey(workflow_asset_key(w.name), name) for name in EXECUTION_CHECKS]
+                   for w in config.workflows}
+
     @dg.sensor(name="amc_checks_sensor", job=checks_job, default_status=dg.DefaultSensorStatus.RUNNING,
-               minimum_interval_seconds=config.monitor.check_interval_seconds,
-               description="Keeps the stuck, failed and health checks current (no stale green in the UI).")
-    def amc_checks_sensor(context: dg.SensorEvaluationContext):
+               minimum_interval_seconds=config.monitor.sensor_interval_seconds,
+               description="Re-evaluates a workflow's stuck/failed checks (and the health check) when what "
+                           "they would say has changed in the store; launches nothing when nothing changed.")
+    def amc_checks_sensor(context: dg.SensorEvaluationContext, amc_store: StoreResource):
         in_flight = context.instance.get_runs(
             filters=dg.RunsFilter(job_name=CHECKS_JOB, statuses=[
                 dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]), limit=1)
         if in_flight:
+            # Leave the cursor: the next tick compares against what the last finished run evaluated.
             return dg.SkipReason(f"checks run {in_flight[0].run_id} still in flight")
-        bucket = int(datetime.now(UTC).timestamp()) // config.monitor.check_interval_seconds
-        return dg.RunRequest(run_key=f"checks:{bucket}")
+        now = datetime.now(UTC)
+        store = amc_store.get_store()
+        current = check_fingerprints(store, config, now=now)
+        # While executions are active, the health check also re-probes AMC every check_interval_seconds.
+        if any(store.active_count(i.instance_id) for i in config.instances):
+            current["_health"] += f":{int(now.timestamp()) // config.monitor.check_interval_seconds}"
+        seen = json.loads(context.cursor) if context.cursor else {}
+        changed = sorted(name for name, digest in current.items() if seen.get(name) != digest)
+        if not changed:
+            return dg.SkipReason("no check would change its answer")
+        keys = [k for name in changed for k in by_workflow.get(name, [])]
+        if "_health" in changed:
+            keys.append(HEALTH_CHECK_KEY)
+        context.update_cursor(json.dumps(current, sort_keys=True))
+        if not keys:
+            return dg.SkipReason(f"changes only for workflows no longer configured: {', '.join(changed)}")
+        digest = hashlib.sha1(json.dumps(current, sort_keys=True).encode()).hexdigest()[:16]
+        return dg.RunRequest(run_key=f"checks:{digest}", asset_check_keys=keys,
+                             tags={"amc/checks_for": ",".join(changed)[:200]})
 
     return dg.Definitions(asset_checks=checks, jobs=[checks_job], sensors=[amc_checks_sensor])

@@ -4,6 +4,7 @@ Shared by the asset checks (what the UI shows), `amc-pipeline doctor` (the termi
 asset, so all three tell the same story.
 """
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -135,3 +136,28 @@ def amc_probe_for(get_client: Callable[[], AmcClient], config: PipelineConfig) -
         return None
 
     return probe
+
+
+def check_fingerprints(store: ExecutionStore, config: PipelineConfig, *, now: datetime | None = None
+                       ) -> dict[str, str]:
+    """What each execution check would say, as a short digest per workflow (and "_health").
+
+    Why: the checks sensor compares these with what it last evaluated and launches a checks run only
+    for the workflows whose answer changed (a failure recorded, a window re-queued or landed, a stuck
+    threshold passed), so the UI follows the store within a tick and an idle system runs nothing.
+    The health digest leaves out the AMC probe (a sensor makes no AMC calls); it changes when the
+    poller goes stale or recovers, the last pass fails or succeeds, or the error rate crosses its bound.
+    """
+    now = now or datetime.now(UTC)
+    digests: dict[str, str] = {}
+    for workflow in config.workflows:
+        failed = failed_executions(store, workflow, max_landing_attempts=config.monitor.max_landing_attempts)
+        stuck = stuck_executions(store, workflow, now)
+        text = repr(([(f.partition_key, f.status, f.error_type, f.reason, f.attempts) for f in failed],
+                     [(s.partition_key, s.status) for s in stuck]))
+        digests[workflow.name] = hashlib.sha1(text.encode()).hexdigest()[:16]
+    health = monitor_health(store, config, now=now)
+    # The kind of each problem, not its figures (a count of overdue checks moves every pass).
+    kinds = sorted(" ".join(problem.split()[:2]) for problem in health.problems)
+    digests["_health"] = hashlib.sha1(repr(kinds).encode()).hexdigest()[:16]
+    return digests
