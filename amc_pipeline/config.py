@@ -81,6 +81,9 @@ class WorkflowConfig(_Model):
     max_runtime_minutes: int = Field(default=360, ge=15, le=1440)
     stuck_pending_minutes: int = Field(default=60, ge=1)
     stuck_running_minutes: int = Field(default=120, ge=1)
+    #: How long past a window's cadence a landing may be late before the asset is marked stale
+    #: (FreshnessPolicy): AMC runs take up to hours and the newest window waits `data_lag_days`.
+    freshness_grace_hours: float = Field(default=12.0, gt=0, le=24 * 31)
     description: str | None = None
     owners: tuple[str, ...] = ()
     tags: dict[str, str] = Field(default_factory=dict)

@@ -6,6 +6,8 @@ execution (never a duplicate) and ends without a materialization, saying where t
 stands. The landing sensor requests the partition again once AMC has finished.
 """
 
+from datetime import timedelta
+
 import dagster as dg
 
 from amc_pipeline.config import PipelineConfig, Settings, WorkflowConfig
@@ -26,6 +28,20 @@ class MaterializeConfig(dg.Config):
     """Submit a new AMC execution for the window even if one exists (e.g. after the SQL changed)."""
     redownload: bool = False
     """Land the window's SUCCESS execution again even if it was already landed."""
+
+
+#: Time between two windows of each cadence (a month at its longest).
+CADENCE = {"daily": timedelta(days=1), "weekly": timedelta(days=7), "monthly": timedelta(days=31)}
+
+
+def freshness_policy(workflow: WorkflowConfig) -> dg.FreshnessPolicy:
+    """Stale when no window has landed for one cadence plus the grace period (warn at half the grace).
+
+    `data_lag_days` does not add to it: it shifts which window is newest, not how often one lands.
+    """
+    grace = timedelta(hours=workflow.freshness_grace_hours)
+    period = CADENCE[workflow.partitions]
+    return dg.FreshnessPolicy.time_window(fail_window=period + grace, warn_window=period + grace / 2)
 
 
 def _description(workflow: WorkflowConfig) -> str:
@@ -55,6 +71,7 @@ def workflow_asset(workflow: WorkflowConfig, config: PipelineConfig) -> dg.Asset
                 tags={**workflow.tags, "amc/instance": workflow.instance_id},
                 metadata={"amc/workflow": workflow.name, "amc/instance": workflow.instance_id},
                 skippable=True,
+                freshness_policy=freshness_policy(workflow),
             )
         ],
         partitions_def=pdef,
