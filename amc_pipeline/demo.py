@@ -9,6 +9,7 @@ Dagster is imported here (outside `defs/`) because driving Dagster is the point:
 runs the project's jobs in process on a real instance, as the daemon would.
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -128,21 +129,54 @@ def run_ui(config: PipelineConfig, *, port: int = 3000, sim_port: int = 8765) ->
         print(f"Dagster UI: http://127.0.0.1:{port} (Ctrl-C stops the demo)", flush=True)
         cmd = [sys.executable, "-m", "dagster", "dev", "-m", "amc_pipeline.definitions",
                "-h", "127.0.0.1", "-p", str(port)]
-        proc = subprocess.Popen(cmd, env=env, cwd=PROJECT_ROOT)
+        # Its own process group: `dagster dev` starts the webserver, the daemon and code servers, and
+        # does not pass a SIGTERM on to them. Stopping the whole group leaves no orphan launching runs
+        # against a simulator that is gone.
+        proc = subprocess.Popen(cmd, env=env, cwd=PROJECT_ROOT, start_new_session=True)
 
-        def stop(signum, frame):  # SIGTERM (e.g. `timeout`, systemd) stops dagster dev too, not only us
+        def stop(signum, frame):  # SIGTERM (e.g. `timeout`, systemd, `docker stop`) stops it all too
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, stop)
         try:
             return proc.wait()
         except KeyboardInterrupt:
-            proc.terminate()
-            try:
-                return proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                return proc.wait()
+            return stop_process_group(proc)
+        finally:
+            stop_process_group(proc, grace_seconds=0)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - a member we may not signal still counts as alive
+        return True
+    return True
+
+
+def stop_process_group(proc: subprocess.Popen, *, grace_seconds: float = 30.0) -> int:
+    """Stop `proc` and every process of its group: SIGINT (as Ctrl-C), then SIGTERM, then SIGKILL.
+
+    Returns proc's exit status. Waits for the whole group, not only for `proc`: dagster dev can exit
+    before the webserver and daemon it started have.
+    """
+    pgid = proc.pid
+    for sig, wait_seconds in ((signal.SIGINT, grace_seconds), (signal.SIGTERM, min(grace_seconds, 5.0)),
+                              (signal.SIGKILL, 5.0)):
+        if not _group_alive(pgid):
+            break
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, sig)
+        deadline = time.monotonic() + wait_seconds
+        while time.monotonic() < deadline and _group_alive(pgid):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.2)
+            if proc.poll() is not None and not _group_alive(pgid):
+                break
+            time.sleep(0.1)
+    return proc.wait()
 
 
 def run_headless(config: PipelineConfig, *, timeout_seconds: float = 300.0) -> DemoSummary:
