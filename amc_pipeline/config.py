@@ -273,11 +273,105 @@ class StorageConfig(_Model):
         return value
 
 
+#: What a notification target may ask for (see amc_pipeline/notify/events.py for when each is sent).
+NOTIFICATION_EVENTS: tuple[str, ...] = ("failed", "stuck", "landing_failed", "recovered", "unhealthy")
+NotificationEvent = Literal["failed", "stuck", "landing_failed", "recovered", "unhealthy"]
+#: An environment variable's name (the URL it holds is a secret and never lives in the YAML).
+ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+TARGET_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+
+class NotificationTargetConfig(_Model):
+    """One place messages go: a Slack incoming webhook or a JSON POST endpoint, its URL read from
+    the environment variable `url_env` at send time (never from the YAML)."""
+
+    name: str
+    kind: Literal["slack", "webhook"]
+    url_env: str
+    events: tuple[NotificationEvent, ...] = NOTIFICATION_EVENTS  # type: ignore[assignment]
+    workflows: tuple[str, ...] | None = None  # None: every workflow
+    timeout_seconds: float = Field(default=3.0, gt=0, le=10)
+
+    @field_validator("name")
+    @classmethod
+    def _target_name(cls, value: str) -> str:
+        if not TARGET_NAME_PATTERN.match(value):
+            raise ValueError(f"expected [a-z][a-z0-9_-]* (at most 63 characters), got {value!r}")
+        return value
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind(cls, value: Any) -> Any:
+        if value not in ("slack", "webhook"):
+            raise ValueError(f"expected slack|webhook, got {value!r}")
+        return value
+
+    @field_validator("url_env", mode="before")
+    @classmethod
+    def _url_env(cls, value: Any) -> Any:
+        # Never quote a bad value: it may be the secret URL pasted in by mistake.
+        if not isinstance(value, str) or not ENV_NAME_PATTERN.match(value):
+            raise ValueError("expected the name of an environment variable that holds the URL (e.g. "
+                             "AMC_SLACK_WEBHOOK_URL); the URL itself is a secret and never lives in the YAML")
+        return value
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _events(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple) or not value:
+            raise ValueError(f"expected a list of {'|'.join(NOTIFICATION_EVENTS)}")
+        for event in value:
+            if event not in NOTIFICATION_EVENTS:
+                raise ValueError(f"expected {'|'.join(NOTIFICATION_EVENTS)}, got {event!r}")
+        return tuple(dict.fromkeys(value))
+
+
+class NotificationsConfig(_Model):
+    """Where failed, stuck, landing-failed, recovered windows and an unhealthy monitor are reported."""
+
+    dagster_ui_url: str = "http://127.0.0.1:3000"
+    targets: tuple[NotificationTargetConfig, ...] = ()
+    retry_base_seconds: float = Field(default=30.0, ge=0)
+    retry_max_seconds: float = Field(default=900.0, ge=0)
+    tick_budget_seconds: float = Field(default=10.0, gt=0, le=50)
+
+    @field_validator("dagster_ui_url")
+    @classmethod
+    def _ui_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"expected http(s)://host[:port][/path], got {value!r}")
+        if "@" in parts.netloc:
+            raise ValueError("credentials are not allowed in the URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _unique_targets(self) -> NotificationsConfig:
+        names = [t.name for t in self.targets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"target names must be unique, got {names}")
+        return self
+
+
 class PipelineConfig(_Model):
     instances: tuple[InstanceConfig, ...]
     workflows: tuple[WorkflowConfig, ...]
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+
+    notifications: NotificationsConfig | None = None
+
+    @model_validator(mode="after")
+    def _notification_workflows(self) -> PipelineConfig:
+        names = {w.name for w in self.workflows}
+        for index, target in enumerate(self.notifications.targets if self.notifications else ()):
+            for position, name in enumerate(target.workflows or ()):
+                if name not in names:
+                    raise ValueError(f"notifications.targets[{index}].workflows[{position}]: unknown workflow "
+                                     f"{name!r} (configured: {', '.join(sorted(names)) or 'none'})")
+        return self
 
     @model_validator(mode="after")
     def _references(self) -> PipelineConfig:
