@@ -175,3 +175,26 @@ amc_monitor_heartbeats = Table(
     Column("ok", Boolean, nullable=False),
     Column("detail", Text, nullable=True),
 )
+
+# Revision 0004: what each notification target was (or still has to be) told, one row per (target, event).
+amc_notifications = Table(
+    "amc_notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("target", String(64), nullable=False),
+    Column("event_key", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("workflow", String(128), nullable=True),
+    Column("partition_key", String(64), nullable=True),
+    Column("payload", Text, nullable=False),
+    Column("first_seen_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime(), nullable=True),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text, nullable=True),
+    Column("last_try_at", UTCDateTime(), nullable=True),
+    Column("next_try_at", UTCDateTime(), nullable=True),
+    Column("resolved_at", UTCDateTime(), nullable=True),
+)
+# Exactly one row (so one message) per event per target, whoever evaluates it and however often.
+Index("uq_amc_notifications_target_event", amc_notifications.c.target, amc_notifications.c.event_key, unique=True)
+Index("ix_amc_notifications_pending", amc_notifications.c.sent_at, amc_notifications.c.next_try_at)

@@ -8,9 +8,10 @@ from amc_pipeline.store.engine import StoreEngine
 from amc_pipeline.store.executions import Executions
 from amc_pipeline.store.heartbeats import Heartbeats
 from amc_pipeline.store.landing import Landing
+from amc_pipeline.store.notifications import Notifications
 from amc_pipeline.store.reports import Reports
 
-MIXINS = (Executions, DueWork, Landing, Heartbeats, Reports)
+MIXINS = (Executions, DueWork, Landing, Heartbeats, Notifications, Reports)
 
 # The public methods callers outside store/ rely on (enqueue_forced added by the split).
 PUBLIC = {
@@ -19,6 +20,10 @@ PUBLIC = {
     "enqueue", "enqueue_forced", "get", "get_attempt", "get_by_amc_id", "get_live", "heartbeat", "landable",
     "list_executions", "new_attempt", "queued_for_submit", "record_check", "record_checks", "record_heartbeat",
     "record_land_failure", "record_landed", "submitted_since", "transition", "update_attempt", "upgrade",
+    # Notifications (what each notification target was sent; amc_pipeline/notify/).
+    "add_notifications", "claim_notification", "failing_notification_targets", "list_notifications",
+    "notification_keys", "open_notifications", "pending_notifications", "record_notification_failure",
+    "record_notification_sent", "resolve_notifications",
 }
 
 
