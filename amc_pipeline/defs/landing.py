@@ -14,6 +14,9 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from amc_pipeline.config import PipelineConfig
 from amc_pipeline.defs.observations import workflow_asset_key
 from amc_pipeline.defs.resources import StoreResource
+from amc_pipeline.defs.workflow_assets import REPORT_FAILURE_TAG
+from amc_pipeline.health.status import FINAL_FAILURES
+from amc_pipeline.store.store import ExecutionStore
 
 MAX_REQUESTS_PER_TICK = 50
 
@@ -39,6 +42,34 @@ def _died_before_landing(instance: dg.DagsterInstance, run_key: str) -> bool:
     return bool(runs) and runs[0].status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 
 
+def _failure_reports(store: ExecutionStore, workflows: set[str], cursor: str | None
+                     ) -> tuple[list[dg.RunRequest], str | None]:
+    """One failing run per window whose execution failed for good since the cursor (its completion time).
+
+    Why: Dagster shows a partition as Failed when the latest run meant to materialize it failed;
+    without this, a window AMC rejected would look merely Missing. The run (tagged
+    REPORT_FAILURE_TAG) fails with AMC's reason and never enqueues; materializing the partition
+    again re-queues it as before. The run key makes a report once per attempt, even if the cursor
+    were lost.
+    """
+    since = datetime.fromisoformat(cursor) if cursor else None
+    fresh = [e for e in store.list_executions(status=FINAL_FAILURES, live_only=True, limit=2_000)
+             if e.workflow in workflows and e.attempt is not None and e.attempt.completed_at is not None
+             and (since is None or e.attempt.completed_at > since)]
+    fresh.sort(key=lambda e: e.attempt.completed_at)
+    fresh = fresh[:MAX_REQUESTS_PER_TICK]
+    requests = [
+        dg.RunRequest(
+            run_key=f"failed:{e.id}:{e.attempt.attempt}",
+            job_name=workflow_job_name(e.workflow),
+            partition_key=e.partition_key,
+            tags={"amc/instance": e.instance_id, REPORT_FAILURE_TAG: str(e.id)},
+        )
+        for e in fresh
+    ]
+    return requests, (fresh[-1].attempt.completed_at.isoformat() if fresh else cursor)
+
+
 def landing_defs(config: PipelineConfig, jobs: list[UnresolvedAssetJobDefinition]) -> dg.Definitions:
     workflows = {w.name for w in config.workflows}
 
@@ -48,7 +79,8 @@ def landing_defs(config: PipelineConfig, jobs: list[UnresolvedAssetJobDefinition
         minimum_interval_seconds=config.monitor.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Requests amc/<workflow> for each SUCCESS execution not yet landed "
-        "(run key land:<execution id>:<attempt>).",
+        "(run key land:<execution id>:<attempt>), and a failing run for each window whose execution "
+        "failed for good (run key failed:<execution id>:<attempt>), so its partition shows Failed.",
     )
     def amc_landing_sensor(context: dg.SensorEvaluationContext, amc_store: StoreResource):
         now = datetime.now(UTC)
@@ -76,8 +108,12 @@ def landing_defs(config: PipelineConfig, jobs: list[UnresolvedAssetJobDefinition
                           "amc/execution": str(execution.id)},
                 )
             )
+        failures, cursor = _failure_reports(store, workflows, context.cursor)
+        if cursor != context.cursor:
+            context.update_cursor(cursor)
+        requests += failures
         if not requests:
-            return dg.SkipReason("no finished AMC execution waiting to land")
+            return dg.SkipReason("no finished AMC execution waiting to land or to report as failed")
         return requests
 
     return dg.Definitions(jobs=jobs, sensors=[amc_landing_sensor])

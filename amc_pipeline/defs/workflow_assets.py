@@ -15,10 +15,13 @@ from amc_pipeline.defs.checks import data_check_specs, rows_check, schema_check
 from amc_pipeline.defs.metadata import materialization
 from amc_pipeline.defs.observations import emit_changes, workflow_asset_key
 from amc_pipeline.defs.resources import AmcResource, StoreResource
-from amc_pipeline.monitor.windows import Action, land_window, request_window
+from amc_pipeline.monitor.windows import Action, land_window, report_failure, request_window
 from amc_pipeline.partitions import partitions_def, window_for
 from amc_pipeline.results.schema_drift import schema_drift
 from amc_pipeline.results.storage import results_root
+
+#: Run tag of the landing sensor's failure reports (value: the store's execution id).
+REPORT_FAILURE_TAG = "amc/report_failure"
 
 
 class MaterializeConfig(dg.Config):
@@ -88,6 +91,17 @@ def workflow_asset(workflow: WorkflowConfig, config: PipelineConfig) -> dg.Asset
         amc_store: StoreResource,
     ):
         store = amc_store.get_store()
+        if REPORT_FAILURE_TAG in context.run.tags:
+            failed = report_failure(store, workflow, window_for(workflow, context.partition_key))
+            if failed is None:
+                context.log.info(f"{workflow.name}/{context.partition_key}: no longer failed; nothing to report")
+                return
+            attempt = failed.execution.attempt
+            raise dg.Failure(description=failed.message, metadata={
+                "status": attempt.status, "error_type": attempt.error_type or "",
+                "reason": attempt.failure_reason or attempt.last_error or "",
+                "amc/execution_id": attempt.amc_execution_id or "", "amc/attempt": attempt.attempt,
+            }, allow_retries=False)
         outcome = request_window(
             store, workflow, instance, window_for(workflow, context.partition_key), client=amc.get_client,
             force_new=config.force_new_execution, redownload=config.redownload,

@@ -45,6 +45,7 @@ class Action(enum.Enum):
     WAITING = "waiting"  # the execution exists and has not succeeded yet
     LANDED = "landed"  # already landed and no redownload asked
     LAND = "land"  # SUCCESS and not landed (or redownload): the caller lands it now
+    FAILED = "failed"  # a failure report: the window's execution failed for good; the run must fail
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,26 @@ class WindowOutcome:
     execution: ExecutionView
     message: str
     changes: list[StatusChange] = field(default_factory=list)
+
+
+def report_failure(store: ExecutionStore, workflow: WorkflowConfig, window: Window) -> WindowOutcome | None:
+    """For a run that reports a failure: the window's failed-for-good outcome, or None if it is not.
+
+    Never enqueues: the window may have been re-queued since the report was asked for, and then
+    there is nothing to report (None). Why a run at all: Dagster shows a partition as Failed when
+    the latest run meant to materialize it failed, which is the truth of a window AMC failed.
+    """
+    execution = store.get_live(workflow.name, window.partition_key)
+    attempt = execution.attempt if execution is not None else None
+    if execution is None or attempt is None or attempt.status not in REQUEUE_AFTER:
+        return None
+    reason = attempt.failure_reason or attempt.last_error or "no reason given"
+    return WindowOutcome(
+        Action.FAILED, execution,
+        f"{workflow.name}/{window.partition_key}: AMC execution {attempt.amc_execution_id or '(never created)'} "
+        f"attempt {attempt.attempt} ended {attempt.status}"
+        f"{f' ({attempt.error_type})' if attempt.error_type else ''}: {reason}. "
+        f"Materialize the partition again to queue a new execution.")
 
 
 def request_window(
