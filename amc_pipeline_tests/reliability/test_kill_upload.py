@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import pyarrow.parquet as pq
 
@@ -27,7 +28,8 @@ from amc_pipeline_tests.reliability.proxy import TcpProxy
 from amc_pipeline_tests.reliability.test_kill_download import CHILD, INSTANCE, PROJECT, run_to_success
 from amc_pipeline_tests.s3 import aws_env, s3_server
 
-BUCKET = "amc-lake"
+#: moto keeps one S3 backend per process (every s3_server() shares it): a bucket of our own.
+BUCKET = f"amc-lake-{uuid.uuid4().hex[:8]}"
 ROOT_URI = f"s3://{BUCKET}/results"
 
 

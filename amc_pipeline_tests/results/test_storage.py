@@ -10,6 +10,7 @@ old and new together only within the mixed window the landing measured.
 import logging
 import threading
 import time
+import uuid
 
 import duckdb
 import pyarrow.dataset as ds
@@ -35,7 +36,8 @@ from amc_pipeline_tests import constants
 from amc_pipeline_tests.results.test_landing import INSTANCE, expected_rows, run_execution
 from amc_pipeline_tests.s3 import FAKE_SECRET_ACCESS_KEY, aws_env, s3_server
 
-BUCKET = "amc-lake"
+#: moto keeps one S3 backend per process (every s3_server() shares it): a bucket of our own.
+BUCKET = f"amc-lake-{uuid.uuid4().hex[:8]}"
 ROOT_URI = f"s3://{BUCKET}/results"
 
 
@@ -55,9 +57,18 @@ def client(sim):
 def s3(monkeypatch):
     with s3_server() as server:
         server.client.create_bucket(Bucket=BUCKET)
+        empty_bucket(server.client)  # moto's backend outlives a server: start every test from nothing
         for name, value in aws_env(server.endpoint_url).items():
             monkeypatch.setenv(name, value)
         yield server
+
+
+def empty_bucket(client) -> None:
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        for o in page.get("Contents", []):
+            client.delete_object(Bucket=BUCKET, Key=o["Key"])
+    for upload in client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []):
+        client.abort_multipart_upload(Bucket=BUCKET, Key=upload["Key"], UploadId=upload["UploadId"])
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 Dagster: `dagster/uri` is the object URI, schema drift reads the previous window from S3, and the AWS
 secret key appears nowhere in the run's event log, the run record, the execution store or metadata."""
 
+import uuid
+
 import dagster as dg
 import pyarrow.parquet as pq
 import sqlalchemy as sa
@@ -13,7 +15,8 @@ from amc_pipeline_tests.harness import rig
 from amc_pipeline_tests.results.test_assets import CAMPAIGN, materialize
 from amc_pipeline_tests.s3 import FAKE_SECRET_ACCESS_KEY, aws_env, s3_server
 
-BUCKET = "amc-lake"
+#: moto keeps one S3 backend per process (every s3_server() shares it): a bucket of our own.
+BUCKET = f"amc-lake-{uuid.uuid4().hex[:8]}"
 ROOT_URI = f"s3://{BUCKET}/lake"
 
 
