@@ -26,7 +26,7 @@ from amc_pipeline.store.rows import (
     ts,
     utc,
 )
-from amc_pipeline.store.states import ACTIVE, PENDING, QUEUED, RUNNING
+from amc_pipeline.store.states import ACTIVE, PENDING, QUEUED, RUNNING, SUCCESS
 from amc_pipeline.store.tables import UTCDateTime
 
 #: How many due attempt ids a `DueSummary` carries (the sensor's run key and log line).
@@ -54,6 +54,7 @@ class DueCheck(NamedTuple):
     created_at: datetime | None
     submitted_at: datetime | None
     status_changed_at: datetime | None
+    started_at: datetime | None = None
 
 
 class DueWork(StoreEngine):
@@ -221,23 +222,43 @@ class DueWork(StoreEngine):
             return run_pairs(conn, stmt, instance_id, (A.c.next_check_at, A.c.id), limit)
 
     def due_checks(
-        self, now: datetime | None = None, limit: int | None = None, instance_id: str | None = None
+        self, now: datetime | None = None, limit: int | None = None, instance_id: str | None = None,
+        *, every_active: bool = False,
     ) -> list[DueCheck]:
         """(Addition) Same attempts and order as `due_for_poll`, as light `DueCheck` tuples.
 
         Why: a poll pass over thousands of due attempts only needs ids, statuses and three times for
         most of them; building the full (ExecutionView, Attempt) pairs (some 25 datetime columns a row)
         cost more than the pass's AMC requests. Load full pairs for the few that change with
-        `attempt_pairs`.
+        `attempt_pairs`. `every_active`: every PENDING/RUNNING attempt, due or not (still earliest
+        next_check_at first): a status pass costs per instance (one list page answers 100 statuses),
+        so when one of an instance's executions is due the pass checks all of them.
         """
-        now = utc(now)
+        due = () if every_active else (A.c.next_check_at <= ts(utc(now)),)
+        return self._checks(*due, limit=limit, instance_id=instance_id)
+
+    def due_instances(self, now: datetime | None = None) -> list[str]:
+        """(Addition) Instances with at least one PENDING/RUNNING attempt due (next_check_at <= now), sorted."""
+        stmt = (
+            select(E.c.instance_id)
+            .select_from(A.join(E, E.c.id == A.c.execution_id))
+            .where(A.c.status.in_(sorted(ACTIVE)), A.c.next_check_at <= ts(utc(now)))
+            .distinct()
+            .order_by(E.c.instance_id)
+        )
+        with self._read() as conn:
+            return [row[0] for row in conn.execute(stmt)]
+
+    def _checks(
+        self, *where: ColumnElement[bool], limit: int | None = None, instance_id: str | None = None
+    ) -> list[DueCheck]:
         stmt = (
             select(
                 A.c.id, A.c.execution_id, E.c.workflow, E.c.instance_id, A.c.status, A.c.amc_status,
-                A.c.amc_execution_id, A.c.created_at, A.c.submitted_at, A.c.status_changed_at,
+                A.c.amc_execution_id, A.c.created_at, A.c.submitted_at, A.c.status_changed_at, A.c.started_at,
             )
             .select_from(A.join(E, E.c.id == A.c.execution_id))
-            .where(A.c.status.in_(sorted(ACTIVE)), A.c.next_check_at <= ts(now))
+            .where(A.c.status.in_(sorted(ACTIVE)), *where)
         )
         if instance_id is not None:
             stmt = stmt.where(E.c.instance_id == instance_id)
@@ -246,6 +267,31 @@ class DueWork(StoreEngine):
             stmt = stmt.limit(limit)
         with self._read() as conn:
             return [DueCheck(*row) for row in conn.execute(stmt)]
+
+    def run_times(self, instance_id: str, per_workflow: int = 20) -> dict[str, list[float]]:
+        """(Addition) Each workflow's most recent SUCCESS `execution_time_seconds` on an instance (AMC's
+        running time), newest first, at most `per_workflow` each: what the poll plan knows about how
+        long a workflow's runs take. One query, for every workflow of the instance.
+        """
+        ranked = (
+            select(
+                E.c.workflow.label("workflow"),
+                A.c.execution_time_seconds.label("seconds"),
+                func.row_number().over(
+                    partition_by=E.c.workflow, order_by=(A.c.completed_at.desc(), A.c.id.desc())
+                ).label("n"),
+            )
+            .select_from(A.join(E, E.c.id == A.c.execution_id))
+            .where(A.c.status == SUCCESS, E.c.instance_id == instance_id, A.c.execution_time_seconds.is_not(None))
+            .subquery()
+        )
+        stmt = select(ranked.c.workflow, ranked.c.seconds).where(ranked.c.n <= per_workflow).order_by(
+            ranked.c.workflow, ranked.c.n)
+        out: dict[str, list[float]] = {}
+        with self._read() as conn:
+            for workflow, seconds in conn.execute(stmt):
+                out.setdefault(workflow, []).append(float(seconds))
+        return out
 
     def attempt_pairs(self, attempt_ids: Iterable[int]) -> dict[int, tuple[ExecutionView, Attempt]]:
         """(Addition) (execution view, attempt) for each given attempt id that exists, keyed by attempt id."""

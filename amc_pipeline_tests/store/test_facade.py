@@ -20,6 +20,8 @@ PUBLIC = {
     "enqueue", "enqueue_forced", "get", "get_attempt", "get_by_amc_id", "get_live", "heartbeat", "landable",
     "list_executions", "new_attempt", "queued_for_submit", "record_check", "record_checks", "record_heartbeat",
     "record_land_failure", "record_landed", "submitted_since", "transition", "update_attempt", "upgrade",
+    # The poll pass per instance (monitor/poll.py): which instances have a check due, past run times.
+    "due_instances", "run_times",
     # Notifications (what each notification target was sent; amc_pipeline/notify/).
     "add_notifications", "claim_notification", "failing_notification_targets", "list_notifications",
     "notification_keys", "open_notifications", "pending_notifications", "record_notification_failure",
