@@ -150,10 +150,21 @@ class MonitorConfig(_Model):
     the demo and tests shorten them."""
 
     sensor_interval_seconds: int = Field(default=15, ge=1, le=3600)
-    poll_initial_seconds: float = Field(default=30.0, gt=0)
-    poll_max_seconds: float = Field(default=300.0, gt=0)
+    # Status checks (monitor/transitions.RunTimePlan): each active execution's next check, and an
+    # instance's pass (which checks all its active executions) when the earliest of them is due.
+    poll_initial_seconds: float = Field(default=30.0, gt=0)  # first check after submit; early gap
+    poll_early_seconds: float = Field(default=90.0, ge=0)  # AMC rejects bad SQL/permissions quickly
+    poll_pending_seconds: float = Field(default=60.0, gt=0)  # gap while PENDING at AMC
+    poll_watch_seconds: float = Field(default=45.0, gt=0)  # gap while a run may finish: detection latency
+    poll_max_seconds: float = Field(default=300.0, gt=0)  # the largest gap between an instance's passes
+    poll_history_runs: int = Field(default=20, ge=1)  # recent SUCCESS runs per workflow the plan reads
+    poll_history_min_runs: int = Field(default=3, ge=1)  # fewer: pooled runs of the instance, else backoff
+    poll_watch_quantile: float = Field(default=0.1, ge=0, le=1)  # watch from lead x this quantile
+    poll_watch_lead: float = Field(default=0.75, gt=0, le=1)  # of the workflow's past run times
+    poll_tail_factor: float = Field(default=2.0, ge=1)  # past factor x longest known run: back off
+    poll_backoff_fraction: float = Field(default=0.5, gt=0, le=1)  # nothing known: gap = this x run time
     concurrency: int = Field(default=10, ge=1, le=100)
-    list_threshold: int = Field(default=20, ge=1)
+    list_threshold: int = Field(default=2, ge=1)  # this many active on an instance: list pages, not GETs
     max_consecutive_errors: int = Field(default=5, ge=1)
     retry_base_seconds: float = Field(default=60.0, ge=0)
     retry_max_seconds: float = Field(default=300.0, ge=0)

@@ -1,14 +1,17 @@
-"""Checking the status of due executions: bounded async concurrency, list pages when many are due.
+"""Checking the status of active executions, per instance: bounded async concurrency, list pages.
 
-Why list pages: one list request answers up to 100 statuses, so with thousands of active executions on
-one instance a poll pass costs about n/100 requests instead of n. List pages are sequential within one
-creation-time range (`nextToken`), so the due executions are split into `concurrency` slices by
-creation time and the slices are paged in parallel.
+Why per instance: one list request answers up to 100 statuses, so a status check costs per instance,
+not per execution. When any active execution of an instance is due, the pass checks every active
+execution of that instance (list pages from `list_threshold` of them, else GETs), and each one's next
+check comes from `RunTimePlan` (what the store knows of its workflow's past run times); the instance's
+next pass is the earliest of those. List pages are sequential within one creation-time range
+(`nextToken`), so with many executions they are split into `concurrency` slices by creation time and
+the slices are paged in parallel.
 """
 
 import asyncio
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -18,7 +21,7 @@ from amc_pipeline.amc.models import AmcExecution
 from amc_pipeline.config import PipelineConfig
 from amc_pipeline.monitor.cancel import cancel_attempt_async
 from amc_pipeline.monitor.events import PassReport
-from amc_pipeline.monitor.transitions import apply_observation, next_check_at, record_error
+from amc_pipeline.monitor.transitions import CheckPlan, RunTimePlan, apply_observation, record_error
 from amc_pipeline.store.states import TIMEOUT, from_amc
 from amc_pipeline.store.store import DueCheck, ExecutionStore
 
@@ -31,6 +34,30 @@ LIST_SLACK = timedelta(minutes=10)
 PAGE_SIZE = 100
 
 
+class PollStrategy:
+    """Which executions a pass checks and how their next checks are planned (this project's policy).
+
+    Stateless; `poll_due(strategy=...)` takes another (benchmarks/monitor_day.py replays the previous
+    policy with one).
+    """
+
+    def instances_due(self, store: ExecutionStore, now: datetime) -> list[str]:
+        return store.due_instances(now)
+
+    def checks(self, store: ExecutionStore, instance_id: str, now: datetime) -> list[DueCheck]:
+        """Every active execution of the instance: checking one more costs nothing on a list page."""
+        return store.due_checks(instance_id=instance_id, every_active=True)
+
+    def plan(self, store: ExecutionStore, config: PipelineConfig, instance_id: str) -> CheckPlan:
+        return RunTimePlan(config.monitor, store.run_times(instance_id, config.monitor.poll_history_runs))
+
+    def use_list(self, config: PipelineConfig, count: int) -> bool:
+        return count >= config.monitor.list_threshold
+
+
+DEFAULT_STRATEGY = PollStrategy()
+
+
 def poll_due(
     store: ExecutionStore,
     client_factory: Callable[[], AsyncAmcClient],
@@ -38,15 +65,16 @@ def poll_due(
     *,
     now: datetime | None = None,
     report: PassReport | None = None,
+    strategy: PollStrategy = DEFAULT_STRATEGY,
 ) -> PassReport:
-    """One poll pass over every due PENDING/RUNNING attempt (sync entry point for ops).
+    """One poll pass over every instance with a PENDING/RUNNING attempt due (sync entry point for ops).
 
     Takes a factory because an asyncio client belongs to the event loop it was opened in.
     """
 
     async def run() -> PassReport:
         async with client_factory() as client:
-            return await poll_due_async(store, client, config, now=now, report=report)
+            return await poll_due_async(store, client, config, now=now, report=report, strategy=strategy)
 
     return asyncio.run(run())
 
@@ -58,22 +86,22 @@ async def poll_due_async(
     *,
     now: datetime | None = None,
     report: PassReport | None = None,
+    strategy: PollStrategy = DEFAULT_STRATEGY,
 ) -> PassReport:
     now = now or datetime.now(UTC)
     report = report or PassReport()
-    # Light rows: full (execution, attempt) pairs are loaded only for the few attempts that change.
-    due = store.due_checks(now)
-    by_instance: dict[str, list[DueCheck]] = defaultdict(list)
-    for item in due:
-        by_instance[item.instance_id].append(item)
-    for instance_id, items in by_instance.items():
+    for instance_id in strategy.instances_due(store, now):
+        # Light rows: full (execution, attempt) pairs are loaded only for the few attempts that change.
+        items = strategy.checks(store, instance_id, now)
         try:
             instance = config.instance(instance_id)
         except KeyError:
-            log.warning("%d due executions belong to unconfigured instance %s; skipped", len(items), instance_id)
+            log.warning("%d active executions belong to unconfigured instance %s; skipped", len(items), instance_id)
             continue
         items = await _enforce_timeouts(store, client, config, items, now, report)
-        await _poll_instance(store, client, config, instance, items, now, report)
+        plan = strategy.plan(store, config, instance_id)
+        await _poll_instance(store, client, config, instance, items, now, report, plan,
+                             strategy.use_list(config, len(items)))
     return report
 
 
@@ -113,7 +141,8 @@ class _QuietWriter:
             await asyncio.to_thread(self.store.record_checks, batch, now=self.now)
 
 
-async def _poll_instance(store, client, config, instance, items: list[DueCheck], now, report) -> None:
+async def _poll_instance(store, client, config, instance, items: list[DueCheck], now, report,
+                         plan: CheckPlan, use_list: bool) -> None:
     if not items:
         return
     policy = config.monitor
@@ -132,12 +161,12 @@ async def _poll_instance(store, client, config, instance, items: list[DueCheck],
         observed[amc.execution_id] = amc
         if _unchanged(item, amc):
             report.checked += 1
-            quiet.add(item.attempt_id, item.status, next_check_at(policy, item, now))
+            quiet.add(item.attempt_id, item.status, plan.next_check(item.workflow, item, now))
         else:
             changed.append(item)
 
     try:
-        if len(items) >= policy.list_threshold:
+        if use_list:
             await _list_statuses(client, instance, items, policy.concurrency, report, seen)
         missing = [i for i in items if i.amc_execution_id not in observed]
         if missing:
@@ -156,7 +185,7 @@ async def _poll_instance(store, client, config, instance, items: list[DueCheck],
             if err is None or item.amc_execution_id in observed:
                 continue
             if outage or err.error_type in OUTAGE_TYPES or (err.status_code or 0) >= 500:
-                quiet.add(item.attempt_id, item.status, next_check_at(policy, item, now))
+                quiet.add(item.attempt_id, item.status, plan.next_check(item.workflow, item, now))
                 report.errors += 1
             else:
                 failing.append((item, err))
@@ -170,11 +199,12 @@ async def _poll_instance(store, client, config, instance, items: list[DueCheck],
     for item in changed:
         if item.attempt_id in current:
             execution, attempt = current[item.attempt_id]
-            apply_observation(store, config, execution, attempt, observed[item.amc_execution_id], now, report)
+            apply_observation(store, config, execution, attempt, observed[item.amc_execution_id], now, report,
+                              plan)
     for item, err in failing:
         if item.attempt_id in current:
             execution, attempt = current[item.attempt_id]
-            record_error(store, config, execution, attempt, _describe(err), err.error_type, now, report)
+            record_error(store, config, execution, attempt, _describe(err), err.error_type, now, report, plan)
 
 
 def _unchanged(item: DueCheck, amc: AmcExecution) -> bool:
@@ -297,4 +327,4 @@ async def _enforce_timeouts(store, client, config, items: list[DueCheck], now, r
     return remaining
 
 
-__all__ = ["poll_due", "poll_due_async"]
+__all__ = ["DEFAULT_STRATEGY", "PollStrategy", "poll_due", "poll_due_async"]

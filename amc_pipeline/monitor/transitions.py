@@ -4,17 +4,30 @@ Every write is a compare-and-set on the attempt's current status, so two overlap
 cannot lose an update: the loser's write matches no row and it moves on.
 """
 
+from __future__ import annotations
+
 import json
 import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from amc_pipeline.amc.errors import RETRYABLE_TYPES, ErrorType, classify_failure_reason
 from amc_pipeline.amc.models import AmcExecution
 from amc_pipeline.config import MonitorConfig, PipelineConfig
 from amc_pipeline.monitor.events import PassReport, StatusChange
 from amc_pipeline.store.records import Attempt, ExecutionView
-from amc_pipeline.store.states import ACTIVE, CANCELLED, FAILED, SUCCESS, can_transition, from_amc
+from amc_pipeline.store.states import (
+    ACTIVE,
+    CANCELLED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SUCCESS,
+    can_transition,
+    from_amc,
+)
 from amc_pipeline.store.store import ExecutionStore
 
 log = logging.getLogger(__name__)
@@ -47,21 +60,118 @@ def move(
     )
 
 
+class Scheduled(Protocol):
+    """What the plan reads of an attempt: an `Attempt` or a store `DueCheck` (same field names)."""
+
+    status: str
+    created_at: datetime | None
+    submitted_at: datetime | None
+    started_at: datetime | None
+    status_changed_at: datetime | None
+
+
+class CheckPlan(Protocol):
+    """Decides when an active execution is next checked (`RunTimePlan`; the benchmark has others)."""
+
+    def next_check(self, workflow: str | None, item: Scheduled, now: datetime) -> datetime: ...
+
+
+def quantile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolated quantile of ascending values (q in [0, 1])."""
+    if not sorted_values:
+        raise ValueError("quantile of no values")
+    pos = q * (len(sorted_values) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+@dataclass(frozen=True)
+class RunTimes:
+    """What the store knows about how long a workflow's runs take at AMC (recent SUCCESS running times)."""
+
+    seconds: tuple[float, ...]  # ascending
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> RunTimes:
+        return cls(tuple(sorted(values)))
+
+    def watch_from(self, policy: MonitorConfig) -> float:
+        """Running time (s) from which this workflow's run may finish: `poll_watch_lead` x the
+        `poll_watch_quantile` of its past runs."""
+        return policy.poll_watch_lead * quantile(self.seconds, policy.poll_watch_quantile)
+
+    def tail_from(self, policy: MonitorConfig) -> float:
+        """Running time (s) past which the run is far longer than any known one: the plan backs off."""
+        return policy.poll_tail_factor * self.seconds[-1]
+
+
+class RunTimePlan:
+    """When each active execution next needs a status check, from what the store knows of its workflow.
+
+    A status pass costs per instance (one list page answers 100 statuses), so the poll pass checks every
+    active execution of an instance together; each one's next check here is only what *it* needs, and
+    the instance's next pass is the earliest of them (`instance_next_pass`). What one needs:
+
+    - early: for `poll_early_seconds` after submit, every `poll_initial_seconds` (AMC rejects bad SQL
+      and missing permissions within a minute);
+    - PENDING (queued at AMC): every `poll_pending_seconds`;
+    - RUNNING, with `poll_history_min_runs` or more past runs of the workflow (else the pooled runs of
+      every workflow on the instance): quiet until `RunTimes.watch_from` (one gap of at most
+      `poll_max_seconds`, never past the start of the watch), then every `poll_watch_seconds` (this is
+      the detection latency), and past `RunTimes.tail_from` a gap that grows with the overrun;
+    - RUNNING with nothing known: a gap of `poll_backoff_fraction` x its running time so far.
+
+    Every gap lies in [min(poll_initial, poll_max), poll_max_seconds]. The running time counts from
+    when we first saw RUNNING plus one PENDING gap (AMC may have started it just after the previous
+    check), so the watch never starts late.
+    """
+
+    def __init__(self, policy: MonitorConfig, history: Mapping[str, Iterable[float]] | None = None) -> None:
+        self.policy = policy
+        enough = policy.poll_history_min_runs
+        known = {w: RunTimes.of(v) for w, v in (history or {}).items()}
+        self.by_workflow = {w: r for w, r in known.items() if len(r.seconds) >= enough}
+        pooled = RunTimes.of(s for r in known.values() for s in r.seconds)
+        self.pooled = pooled if len(pooled.seconds) >= enough else None
+
+    def runs_for(self, workflow: str | None) -> RunTimes | None:
+        return self.by_workflow.get(workflow or "", self.pooled)
+
+    def wait_seconds(self, workflow: str | None, item: Scheduled, now: datetime) -> float:
+        p = self.policy
+        cap = p.poll_max_seconds
+        floor = min(p.poll_initial_seconds, cap)
+        submitted = item.submitted_at or item.created_at or now
+        if (now - submitted).total_seconds() < p.poll_early_seconds:
+            return floor
+        if item.status == PENDING:
+            return min(max(p.poll_pending_seconds, floor), cap)
+        watch = min(max(p.poll_watch_seconds, floor), cap)
+        since = item.started_at or item.status_changed_at or submitted
+        running = max((now - since).total_seconds(), 0.0) + min(p.poll_pending_seconds, cap)
+        runs = self.runs_for(workflow)
+        if runs is None:
+            return min(max(p.poll_backoff_fraction * running, watch), cap)
+        start, tail = runs.watch_from(p), runs.tail_from(p)
+        if running < start:
+            return min(max(start - running, watch), cap)
+        if running <= tail:
+            return watch
+        return min(max(running - tail, watch), cap)
+
+    def next_check(self, workflow: str | None, item: Scheduled, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.wait_seconds(workflow, item, now))
+
+
+def instance_next_pass(plan: RunTimePlan, items: Iterable[tuple[str, Scheduled]], now: datetime) -> datetime | None:
+    """When an instance's next status pass is due: the earliest next check of its active executions
+    ((workflow, attempt) pairs); None when it has none."""
+    return min((plan.next_check(w, i, now) for w, i in items), default=None)
+
+
 def first_check_at(policy: MonitorConfig, now: datetime) -> datetime:
     return now + timedelta(seconds=policy.poll_initial_seconds)
-
-
-def next_check_at(policy: MonitorConfig, attempt: Attempt, now: datetime) -> datetime:
-    """Back off while nothing changes: wait about as long as the status has already held, bounded.
-
-    AMC runs take 15 minutes or more; checking a two-hour-old RUNNING execution every 30 s wastes
-    requests, and an idle system must launch no runs at all. Deriving the wait from the age of the
-    current status (30 s, 30 s, 60 s, 120 s, … 300 s) needs no extra state.
-    """
-    since = attempt.status_changed_at or attempt.submitted_at or now
-    held = max((now - since).total_seconds(), 0.0)
-    wait = min(max(policy.poll_initial_seconds, held), policy.poll_max_seconds)
-    return now + timedelta(seconds=wait)
 
 
 def retry_delay(policy: MonitorConfig, retry_count: int) -> float:
@@ -77,33 +187,42 @@ def apply_observation(
     amc: AmcExecution,
     now: datetime,
     report: PassReport,
+    plan: CheckPlan | None = None,
 ) -> None:
-    """Move `attempt` to the status AMC reports, or just schedule its next check."""
-    policy = config.monitor
+    """Move `attempt` to the status AMC reports, or just schedule its next check (`plan`: the pass's
+    `RunTimePlan`; without one, nothing is known about past runs)."""
+    plan = plan or RunTimePlan(config.monitor)
     new_status = from_amc(amc.status)
     report.checked += 1
+    workflow = execution.workflow
+
+    def next_check_at(a: Scheduled) -> datetime:
+        return plan.next_check(workflow, a, now)
+
     if new_status is None:
         log.warning("AMC execution %s reports unknown status %r; treated as in progress",
                     amc.execution_id, amc.status)
-        store.record_check(attempt.id, now=now, next_check_at=next_check_at(policy, attempt, now))
+        store.record_check(attempt.id, now=now, next_check_at=next_check_at(attempt))
         store.update_attempt(attempt.id, expect_status=attempt.status, amc_status=amc.status)
         return
     if new_status == attempt.status:
-        store.record_check(attempt.id, now=now, next_check_at=next_check_at(policy, attempt, now))
+        store.record_check(attempt.id, now=now, next_check_at=next_check_at(attempt))
         if amc.status != attempt.amc_status:
             store.update_attempt(attempt.id, expect_status=attempt.status, amc_status=amc.status)
         return
     if not can_transition(attempt.status, new_status):
         log.warning("refused transition %s -> %s for attempt %s (AMC %s says %s)",
                     attempt.status, new_status, attempt.id, amc.execution_id, amc.status)
-        store.record_check(attempt.id, now=now, next_check_at=next_check_at(policy, attempt, now))
+        store.record_check(attempt.id, now=now, next_check_at=next_check_at(attempt))
         return
 
     fields: dict[str, Any] = {"amc_status": amc.status, "last_checked_at": now, "error_count": 0}
     error_type: str | None = None
     reason: str | None = None
     if new_status in ACTIVE:
-        fields["next_check_at"] = now + timedelta(seconds=policy.poll_initial_seconds)
+        moved = replace(attempt, status=new_status, status_changed_at=now,
+                        started_at=attempt.started_at or (now if new_status == RUNNING else None))
+        fields["next_check_at"] = next_check_at(moved)
     else:
         fields["next_check_at"] = None
     if new_status == SUCCESS:
@@ -163,12 +282,14 @@ def record_error(
     error_type: ErrorType,
     now: datetime,
     report: PassReport,
+    plan: CheckPlan | None = None,
 ) -> None:
     """An error about this one execution (e.g. 404 for its id); at the limit it becomes FAILED."""
     policy = config.monitor
+    plan = plan or RunTimePlan(policy)
     report.errors += 1
     updated = store.record_check(
-        attempt.id, now=now, next_check_at=next_check_at(policy, attempt, now),
+        attempt.id, now=now, next_check_at=plan.next_check(execution.workflow, attempt, now),
         error=error, error_type=error_type.value,
     )
     if updated.error_count >= policy.max_consecutive_errors:
