@@ -111,6 +111,9 @@ def monitor_health(store: ExecutionStore, config: PipelineConfig, *, now: dateti
     health.facts["error_rate_24h"] = round(rate, 3)
     if len(finished) >= 4 and rate > error_rate_threshold:
         health.problems.append(f"error rate {rate:.0%} over the last 24 h ({len(errors)} of {len(finished)})")
+    if config.notifications is not None:  # a dead endpoint shows here, never as a crash (notify/service.py)
+        failing = store.failing_notification_targets(t.name for t in config.notifications.targets)
+        health.problems += [f"notifications to {name} failing: {error}" for name, error in sorted(failing.items())]
     health.healthy = not health.problems
     return health
 
