@@ -15,6 +15,7 @@ from amc_pipeline.defs.downstream import downstream_defs
 from amc_pipeline.defs.health import health_defs
 from amc_pipeline.defs.landing import landing_defs, workflow_jobs
 from amc_pipeline.defs.monitor import monitor_defs
+from amc_pipeline.defs.notifications import notifications_defs
 from amc_pipeline.defs.resources import resources_defs
 from amc_pipeline.defs.schedules import schedules_defs
 from amc_pipeline.defs.workflow_assets import workflow_assets_defs
@@ -33,6 +34,7 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
         health_defs(config),
         downstream_defs(config),
         automation_defs(config),
+        notifications_defs(config),
         # Every step here is small and I/O-bound: one process per run, not one more per step (the
         # multiprocess default made the checks job start ~10 Python processes every check interval).
         dg.Definitions(executor=dg.in_process_executor),
