@@ -12,7 +12,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from pyiceberg.exceptions import NoSuchTableError
 
+from amc_pipeline.results.iceberg import IcebergSettings, load_catalog_for
 from amc_pipeline.results.storage import ResultsRoot, results_root
 
 SOURCE = "campaign_performance"
@@ -32,6 +34,17 @@ def read_dataset(workflow: str, root: ResultsRoot | None = None) -> pa.Table:
     dataset = ds.dataset(path, filesystem=root.filesystem, format="parquet", partitioning="hive",
                          ignore_prefixes=[".", "_"])
     return dataset.to_table()
+
+
+def read_table(settings: IcebergSettings, workflow: str) -> pa.Table:
+    """Every landed window of a workflow from its Iceberg table (`<namespace>.<workflow>`), as one
+    consistent snapshot; `window_start` is a column of the table. Empty before the first landing."""
+    catalog = load_catalog_for(settings)
+    try:
+        table = catalog.load_table(f"{settings.namespace}.{workflow}")
+    except NoSuchTableError:
+        return pa.table({})
+    return table.scan().to_arrow()
 
 
 def weekly_rollup(table: pa.Table) -> pa.Table:

@@ -7,10 +7,18 @@ configuration has the `campaign_performance` workflow it reads.
 
 import dagster as dg
 
-from amc_pipeline.config import PipelineConfig, StorageConfig
+from amc_pipeline.config import PipelineConfig, Settings, StorageConfig
 from amc_pipeline.defs.observations import workflow_asset_key
-from amc_pipeline.downstream import SOURCE, read_dataset, rollup_path, rollup_uri, weekly_rollup, write_rollup
-from amc_pipeline.results.storage import results_root
+from amc_pipeline.downstream import (
+    SOURCE,
+    read_dataset,
+    read_table,
+    rollup_path,
+    rollup_uri,
+    weekly_rollup,
+    write_rollup,
+)
+from amc_pipeline.results.storage import iceberg_settings, results_root
 
 #: Rerun when any landed partition changes, but not while upstream runs are still in progress.
 #: (`eager()` would wait for every upstream partition to exist, which a growing dataset never has.)
@@ -35,7 +43,10 @@ def rollup_asset(storage: StorageConfig) -> dg.AssetsDefinition:
     )
     def campaign_performance_weekly(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         root = results_root(storage)
-        table = read_dataset(SOURCE, root)
+        # The Iceberg catalog lives in the store's database, read from the environment like the
+        # store resource (the roll-up needs no resource of its own).
+        iceberg = iceberg_settings(storage, Settings.from_env().database_url)
+        table = read_table(iceberg, SOURCE) if iceberg is not None else read_dataset(SOURCE, root)
         rollup = weekly_rollup(table)
         write_rollup(rollup, rollup_path(root), root)
         context.log.info(f"rolled up {table.num_rows} daily rows into {rollup.num_rows} weekly rows")

@@ -46,7 +46,7 @@ def materialization(execution: ExecutionView, landed: Landed) -> dict[str, Any]:
         (attempt.submitted_at - execution.requested_at).total_seconds()
         if attempt.submitted_at and execution.requested_at else 0.0
     )
-    return {
+    meta: dict[str, Any] = {
         "dagster/row_count": dg.MetadataValue.int(landing.rows),
         "dagster/partition_row_count": dg.MetadataValue.int(landing.rows),
         "dagster/size_bytes": dg.MetadataValue.int(landing.bytes),
@@ -61,3 +61,10 @@ def materialization(execution: ExecutionView, landed: Landed) -> dict[str, Any]:
         "amc/request_id": dg.MetadataValue.text(landed.request_id or attempt.amc_request_id or ""),
         "preview": preview_table(landing.schema, landing.preview),
     }
+    if landing.table_name:
+        meta["dagster/table_name"] = dg.MetadataValue.text(landing.table_name)
+        meta["amc/snapshot_id"] = dg.MetadataValue.text(str(landing.snapshot_id))
+    if landing.mixed_window is not None:
+        # Object stores: how long a listing showed both the previous and the new attempt's parts.
+        meta["amc/mixed_window_seconds"] = dg.MetadataValue.float(landing.mixed_window_seconds)
+    return meta

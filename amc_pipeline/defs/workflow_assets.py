@@ -17,8 +17,8 @@ from amc_pipeline.defs.observations import emit_changes, workflow_asset_key
 from amc_pipeline.defs.resources import AmcResource, StoreResource
 from amc_pipeline.monitor.windows import Action, land_window, report_failure, request_window
 from amc_pipeline.partitions import partitions_def, window_for
-from amc_pipeline.results.schema_drift import schema_drift
-from amc_pipeline.results.storage import results_root
+from amc_pipeline.results.schema_drift import schema_drift, table_drift
+from amc_pipeline.results.storage import iceberg_settings, results_root
 
 #: Run tag of the landing sensor's failure reports (value: the store's execution id).
 REPORT_FAILURE_TAG = "amc/report_failure"
@@ -111,9 +111,12 @@ def workflow_asset(workflow: WorkflowConfig, config: PipelineConfig) -> dg.Asset
         if outcome.action is not Action.LAND:
             return
         landed = land_window(store, amc.get_client(), instance, outcome.execution, policy,
-                             data_dir=Settings.from_env().data_dir, results=results_root(storage), logger=context.log)
+                             data_dir=Settings.from_env().data_dir, results=results_root(storage),
+                             iceberg=iceberg_settings(storage, amc_store.database_url), logger=context.log)
         schema = landed.landing.schema
-        checks = [schema_check(schema_drift(store, workflow.name, context.partition_key, schema)),
+        drift = (table_drift(landed.landing.table_name, landed.landing.previous_schema, schema)
+                 if landed.landing.table_name else schema_drift(store, workflow.name, context.partition_key, schema))
+        checks = [schema_check(drift),
                   rows_check(landed.landing.rows)]
         yield dg.MaterializeResult(metadata=materialization(outcome.execution, landed), check_results=checks)
 

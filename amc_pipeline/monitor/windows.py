@@ -24,6 +24,7 @@ from amc_pipeline.config import InstanceConfig, MonitorConfig, WorkflowConfig
 from amc_pipeline.monitor.cancel import IN_FLIGHT, cancel_attempt
 from amc_pipeline.monitor.events import StatusChange
 from amc_pipeline.partitions import Window
+from amc_pipeline.results.iceberg import IcebergSettings
 from amc_pipeline.results.landing import LandingResult, land_execution
 from amc_pipeline.results.storage import ResultsRoot
 from amc_pipeline.store.records import Attempt, ExecutionView
@@ -175,6 +176,7 @@ def land_window(
     *,
     data_dir: Path,
     results: ResultsRoot | str | None = None,
+    iceberg: IcebergSettings | None = None,
     logger: Any = log,
     now: datetime | None = None,
 ) -> Landed:
@@ -198,6 +200,7 @@ def land_window(
             output_columns = [{"name": c.name, "dataType": c.data_type} for c in amc_exec.output_columns]
         landing = land_execution(
             client, instance, attempt.amc_execution_id, output_columns, data_dir=data_dir, results=results,
+            iceberg=iceberg,
             workflow=execution.workflow, partition_key=execution.partition_key, logger=logger,
         )
     except Exception as exc:

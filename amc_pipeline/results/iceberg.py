@@ -475,3 +475,27 @@ def _delete_quietly(table: Table, paths: list[str]) -> None:
             table.io.delete(path)
         except Exception:  # noqa: BLE001 - leftovers are orphans, not corruption
             log.warning("could not delete orphan data file %s", path)
+
+
+def table_schema(settings: IcebergSettings, workflow: str, *, window_column: str = "window_start") -> pa.Schema | None:
+    """The table's columns before a commit (without the window column), or None before the first."""
+    catalog = load_catalog_for(settings)
+    try:
+        table = catalog.load_table(f"{settings.namespace}.{workflow}")
+    except NoSuchTableError:
+        return None
+    schema = table.schema().as_arrow()
+    return pa.schema([f for f in schema if f.name != window_column])
+
+
+def settings_for(storage: Any, *, results_uri: str, database_url: str) -> IcebergSettings:
+    """The Iceberg settings of a `StorageConfig`: by default the SQL catalog in the store's database,
+    data files under the results URI. REST and Glue catalogs take their `uri` and properties."""
+    catalog = storage.iceberg.catalog
+    return IcebergSettings(
+        catalog_uri=catalog.uri or database_url,
+        warehouse=results_uri,
+        namespace=storage.iceberg.namespace,
+        catalog_type=catalog.type,
+        properties=dict(catalog.properties),
+    )

@@ -39,6 +39,7 @@ from amc_pipeline.results.convert_parquet import (
 )
 from amc_pipeline.results.convert_schema import ResultConversionError, schema_for
 from amc_pipeline.results.download import DownloadedFile, iter_results
+from amc_pipeline.results.iceberg import IcebergSettings
 from amc_pipeline.results.layout import RESULTS_DIR, hold_lock, is_locked
 from amc_pipeline.results.storage import STALE_STAGING_SECONDS, ResultsRoot, publisher, resolve_results_root
 
@@ -71,6 +72,10 @@ class LandingResult:
     #: That window as time.time() start and end; None for a local swap.
     mixed_window: tuple[float, float] | None = None
     upload_seconds: float = 0.0
+    #: Iceberg landings: the table, the commit's snapshot, the table's columns before the commit.
+    table_name: str | None = None
+    snapshot_id: int | None = None
+    previous_schema: pa.Schema | None = None
 
 
 def land_execution(
@@ -94,6 +99,7 @@ def land_execution(
     on_file: Callable[[DownloadedFile], None] | None = None,
     results: ResultsRoot | str | os.PathLike[str] | None = None,
     stale_staging_seconds: float = STALE_STAGING_SECONDS,
+    iceberg: IcebergSettings | None = None,
 ) -> LandingResult:
     """Download, convert and atomically publish one execution's results as one partition.
 
@@ -104,8 +110,10 @@ def land_execution(
     `on_file` is called with each file as soon as it is on disk (progress logging).
     `results` is the results root (results/storage.py: a ResultsRoot, a local path or a URI such as
     s3://bucket/prefix); default `<data_dir>/results`. Downloads and conversion always use
-    `<data_dir>/tmp`. `stale_staging_seconds`: staging objects and open multipart uploads of this
-    workflow older than this are a dead landing's and are removed first (object stores only).
+    `<data_dir>/tmp`. `iceberg`: commit the window to that Iceberg table instead (one atomic
+    snapshot; the parts never become a hive folder). `stale_staging_seconds`: staging objects and
+    open multipart uploads of this workflow older than this are a dead landing's and are removed
+    first (object stores only).
     """
     logger = logger or log
     started = time.perf_counter()
@@ -130,7 +138,8 @@ def land_execution(
     try:
         with (
             publisher(root, data_dir=data_dir, local_dir=tmp_dir / "parts", workflow=workflow,
-                      partition_key=partition_key, stale_seconds=stale_staging_seconds, logger=logger) as staged,
+                      partition_key=partition_key, stale_seconds=stale_staging_seconds, logger=logger,
+                      iceberg=iceberg) as staged,
             iter_results(client, instance, amc_execution_id, tmp_dir, api_url=api_url,
                          **options) as downloader,
             ThreadPoolExecutor(max_workers=max(1, convert_workers), thread_name_prefix="amc-convert") as pool,
@@ -194,6 +203,9 @@ def land_execution(
         mixed_window_seconds=published.mixed_window_seconds,
         mixed_window=published.mixed_window,
         upload_seconds=published.upload_seconds,
+        table_name=published.table_name,
+        snapshot_id=published.snapshot_id,
+        previous_schema=published.previous_schema,
     )
     _info(logger, f"landed {result.rows} rows from {result.files} file(s) of execution {amc_execution_id} "
                   f"into {result.uri} ({result.bytes} Parquet bytes, {total:.1f}s"

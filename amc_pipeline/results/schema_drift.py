@@ -47,16 +47,41 @@ def previous_landed_schema(store: ExecutionStore, workflow: str, partition_key: 
     return None
 
 
-def schema_drift(store: ExecutionStore, workflow: str, partition_key: str, schema: pa.Schema) -> SchemaDrift:
-    previous = previous_landed_schema(store, workflow, partition_key)
-    if previous is None:
-        return SchemaDrift(None, [], [], [])
-    prev_key, prev = previous
-    before = {f.name: str(f.type) for f in prev}
-    after = {f.name: str(f.type) for f in schema}
+def _canonical(dtype: pa.DataType) -> str:
+    """A type as readers see it: Iceberg hands back large strings and microsecond timestamps for the
+    same columns our Parquet writes as strings and milliseconds; neither is a change of the data."""
+    if pa.types.is_large_string(dtype):
+        return "string"
+    if pa.types.is_large_binary(dtype):
+        return "binary"
+    if pa.types.is_timestamp(dtype):
+        return f"timestamp[{dtype.tz}]" if dtype.tz else "timestamp"
+    return str(dtype)
+
+
+def diff_schemas(before_schema: pa.Schema, after_schema: pa.Schema, *, compared_with: str) -> SchemaDrift:
+    before = {f.name: _canonical(f.type) for f in before_schema}
+    after = {f.name: _canonical(f.type) for f in after_schema}
     return SchemaDrift(
-        compared_with=prev_key,
+        compared_with=compared_with,
         added=sorted(set(after) - set(before)),
         removed=sorted(set(before) - set(after)),
         retyped=sorted(f"{n}: {before[n]} → {after[n]}" for n in set(before) & set(after) if before[n] != after[n]),
     )
+
+
+def schema_drift(store: ExecutionStore, workflow: str, partition_key: str, schema: pa.Schema) -> SchemaDrift:
+    """Against the most recently landed other window of the workflow (plain Parquet)."""
+    previous = previous_landed_schema(store, workflow, partition_key)
+    if previous is None:
+        return SchemaDrift(None, [], [], [])
+    prev_key, prev = previous
+    return diff_schemas(prev, schema, compared_with=prev_key)
+
+
+def table_drift(table_name: str, previous: pa.Schema | None, schema: pa.Schema) -> SchemaDrift:
+    """Against the Iceberg table's columns just before this window's commit (the union of earlier
+    windows; the table itself has evolved to take an added column)."""
+    if previous is None:
+        return SchemaDrift(None, [], [], [])
+    return diff_schemas(previous, schema, compared_with=f"table {table_name} before this commit")

@@ -43,11 +43,13 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from amc_pipeline.amc.redact import redact_text, redact_url
 from amc_pipeline.config import RESULTS_URI_ENV, Settings, StorageConfig, check_results_uri
+from amc_pipeline.results.iceberg import IcebergSettings, commit_window, settings_for, table_schema
 from amc_pipeline.results.layout import RESULTS_DIR, StagedPartition, part_name, partition_relpath, workflow_relpath
 
 log = logging.getLogger(__name__)
@@ -142,6 +144,15 @@ def results_root(storage: StorageConfig | None = None, settings: Settings | None
     return resolve_results_root(effective_results_uri(storage, settings))
 
 
+def iceberg_settings(storage: StorageConfig | None, database_url: str,
+                     settings: Settings | None = None) -> IcebergSettings | None:
+    """The Iceberg target when `storage.table_format` is iceberg (else None): the catalog in the
+    store's database unless configured, data files under the effective results URI."""
+    if storage is None or storage.table_format != "iceberg":
+        return None
+    return settings_for(storage, results_uri=effective_results_uri(storage, settings), database_url=database_url)
+
+
 def resolve_results_root(uri: str | os.PathLike[str]) -> ResultsRoot:
     """Resolve a local path or URI to (filesystem, path); errors name the setting, never a credential."""
     text = os.fspath(uri)
@@ -206,6 +217,11 @@ class Published:
     mixed_window_seconds: float = 0.0
     #: The mixed window as wall-clock (time.time()) start and end, None for a local swap.
     mixed_window: tuple[float, float] | None = None
+    #: Iceberg: the table (`<namespace>.<workflow>`), the commit's snapshot, and the table's columns
+    #: just before the commit (what the schema check compares with; None for the first window).
+    table_name: str | None = None
+    snapshot_id: int | None = None
+    previous_schema: pa.Schema | None = None
 
 
 class LocalPublisher:
@@ -257,9 +273,46 @@ class ObjectStorePublisher:
         pass  # the local parts live in the landing's temporary folder, which the landing removes
 
 
+class IcebergPublisher:
+    """An Iceberg table: parts converted into a local folder, then one atomic commit of the window.
+
+    The commit replaces exactly this window's rows (results/iceberg.py); data files go under the
+    table's location in the warehouse (the results URI), so the same storage rules apply.
+    """
+
+    def __init__(self, settings: IcebergSettings, local_dir: Path, workflow: str, partition_key: str) -> None:
+        self.settings, self.workflow, self.partition_key = settings, workflow, partition_key
+        self.local_dir = local_dir
+        self.local_dir.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, index: int) -> Path:
+        return self.local_dir / part_name(index)
+
+    def commit(self, logger: Any = log) -> Published:
+        parts = sorted(p for p in self.local_dir.iterdir() if p.name.endswith(".parquet"))
+        previous = table_schema(self.settings, self.workflow)
+        started = time.perf_counter()
+        done = commit_window(self.settings, self.workflow, self.partition_key, parts)
+        _info(logger, f"committed {done.rows} rows of {self.workflow}/{self.partition_key} to Iceberg table "
+                      f"{done.table_name} (snapshot {done.snapshot_id}, {time.perf_counter() - started:.2f}s)")
+        return Published(uri=done.uri, path=done.uri, parts=[], bytes=sum(p.stat().st_size for p in parts),
+                         rows=done.rows, token=str(done.snapshot_id),
+                         upload_seconds=round(time.perf_counter() - started, 3), table_name=done.table_name,
+                         snapshot_id=done.snapshot_id, previous_schema=previous)
+
+    def __enter__(self) -> IcebergPublisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass  # the local parts live in the landing's temporary folder, which the landing removes
+
+
 def publisher(root: ResultsRoot, *, data_dir: Path, local_dir: Path, workflow: str, partition_key: str,
-              stale_seconds: float = STALE_STAGING_SECONDS, logger: Any = log) -> LocalPublisher | ObjectStorePublisher:
+              stale_seconds: float = STALE_STAGING_SECONDS, logger: Any = log,
+              iceberg: IcebergSettings | None = None) -> LocalPublisher | ObjectStorePublisher | IcebergPublisher:
     """Where a landing writes its parts (`path_for`) and how it publishes them (`commit`)."""
+    if iceberg is not None:
+        return IcebergPublisher(iceberg, local_dir, workflow, partition_key)
     if root.is_local:
         return LocalPublisher(root, data_dir, workflow, partition_key)
     return ObjectStorePublisher(root, local_dir, workflow, partition_key, stale_seconds=stale_seconds,

@@ -240,7 +240,8 @@ def test_reader_during_relanding_never_sees_nothing_or_a_partial_file(sim, clien
                 except OSError as exc:
                     # Deleted between listing and reading (the previous attempt's, in the mixed
                     # window): pyarrow says so at open (FileNotFoundError) or at GetObject.
-                    if isinstance(exc, FileNotFoundError) or "RESOURCE_NOT_FOUND" in str(exc):
+                    if isinstance(exc, FileNotFoundError) or any(
+                            code in str(exc) for code in ("RESOURCE_NOT_FOUND", "NO_SUCH_KEY")):
                         vanished.append((time.time(), path))
                     else:
                         problems.append(f"{path}: {exc}")
