@@ -13,6 +13,7 @@ the modules turn configuration into Dagster objects, call the engine (`monitor/`
 - `schedules.py`: a schedule per workflow job for the newest window.
 - `checks.py`: data checks at landing, stuck/failed checks, the checks job and its sensor.
 - `health.py`: `amc/execution_metrics`, `amc/execution_overview` and `amc_pipeline_healthy`.
+- `notifications.py`: the notifications sensor (present when targets are configured).
 - `downstream.py`: the example weekly roll-up, kept current by automation.
 - `automation.py`: the automation-condition sensor.
 - `observations.py`: status changes as `AssetObservation`s.
