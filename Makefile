@@ -35,6 +35,7 @@ defs: install
 bench: install
 	$(BIN)/python benchmarks/poll_scale.py
 	$(BIN)/python benchmarks/landing.py
+	$(BIN)/python benchmarks/monitor_day.py
 
 clean:
 	rm -rf .dagster_home .pytest_cache .ruff_cache
