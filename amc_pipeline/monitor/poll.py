@@ -184,7 +184,12 @@ async def _poll_instance(store, client, config, instance, items: list[DueCheck],
             err = errors.get(item.amc_execution_id)
             if err is None or item.amc_execution_id in observed:
                 continue
-            if outage or err.error_type in OUTAGE_TYPES or (err.status_code or 0) >= 500:
+            if outage:
+                # AMC is down for the whole instance: look again soon (one request), so its recovery
+                # and whatever finished meanwhile are seen within poll_initial_seconds.
+                quiet.add(item.attempt_id, item.status, now + timedelta(seconds=policy.poll_initial_seconds))
+                report.errors += 1
+            elif err.error_type in OUTAGE_TYPES or (err.status_code or 0) >= 500:
                 quiet.add(item.attempt_id, item.status, plan.next_check(item.workflow, item, now))
                 report.errors += 1
             else:
