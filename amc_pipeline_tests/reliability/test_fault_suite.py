@@ -10,14 +10,24 @@ As in a deployment, the monitor runs beside the landings: a thread makes monitor
 the amc_monitor job's work) while the test thread does what the landing sensor's runs do — materialize
 each landable partition through Dagster (`dagster.materialize`, a real instance), and materialize it again
 after a failed run once its back-off has passed, up to a bound.
+
+It runs twice: results on local disk, and results on S3 (moto's S3 server on 127.0.0.1,
+AMC_PIPELINE_RESULTS_URI=s3://<bucket>/lake, the pipeline's object-store publishing). On S3 it also proves,
+from the bucket itself: every object under the workflow's prefix is a complete Parquet file whose footer
+reads, each window folder holds one attempt's token only, no staged part is left under `_staging/`, no
+multipart upload is left open, and each window's rows on S3 are what the simulator served.
 """
 
+import io
+import re
 import threading
 import time
-from collections import Counter
+import uuid
+from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
+import pyarrow.parquet as pq
 import pytest
 
 from amc_pipeline.definitions import build_definitions
@@ -30,6 +40,7 @@ from amc_pipeline_tests.reliability.common import (
     served_rows,
     unreadable_parts,
 )
+from amc_pipeline_tests.s3 import aws_env, s3_server
 
 WORKFLOW = "daily_sales"
 START = date(2026, 9, 1)
@@ -110,7 +121,86 @@ def data_dir(tmp_path, monkeypatch):
     return tmp_path / "data"
 
 
-def test_backfill_under_every_fault(data_dir, tmp_path):
+#: Results on S3: the prefix under a bucket of this test's own (moto's backend is shared per process).
+S3_PREFIX = "lake"
+PART_KEY = re.compile(rf"^{S3_PREFIX}/{WORKFLOW}/window_start=(\d{{4}}-\d\d-\d\d)/part-([0-9a-f]+)-(\d{{4}})\.parquet$")
+
+
+class S3Results:
+    """The S3 side of the S3 variant: moto's server, a unique bucket, and reading it back independently
+    of the pipeline (boto3 GETs, pyarrow reading the bytes)."""
+
+    def __init__(self, client, bucket: str) -> None:
+        self.client, self.bucket = client, bucket
+        self.uri = f"s3://{bucket}/{S3_PREFIX}"
+
+    def objects(self, prefix: str) -> dict[str, int]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return {o["Key"]: o["Size"] for page in pages for o in page.get("Contents", [])}
+
+    def open_uploads(self) -> list[dict]:
+        return self.client.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])
+
+    def read_part(self, key: str) -> int:
+        """Rows of one object, read whole: its footer must parse and its row groups read completely."""
+        blob = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        parquet = pq.ParquetFile(io.BytesIO(blob))
+        table = parquet.read()
+        assert table.num_rows == parquet.metadata.num_rows, key
+        return table.num_rows
+
+
+@pytest.fixture
+def s3_results(request, monkeypatch):
+    """None for results on local disk; for "s3", moto's server with the AWS_* environment pointing at it."""
+    if request.param == "local":
+        yield None
+        return
+    with s3_server() as s3:
+        bucket = f"amc-faults-{uuid.uuid4().hex[:8]}"
+        s3.client.create_bucket(Bucket=bucket)
+        target = S3Results(s3.client, bucket)
+        for name, value in aws_env(s3.endpoint_url).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("AMC_PIPELINE_RESULTS_URI", target.uri)
+        yield target
+
+
+def check_s3(s3: S3Results, r, data_dir) -> dict[str, int]:
+    """Everything a reader of the bucket can see after the backfill; returns the figures printed."""
+    everything = s3.objects("")
+    dataset = {k: v for k, v in everything.items() if k.startswith(f"{S3_PREFIX}/{WORKFLOW}/")}
+    staging = {k: v for k, v in everything.items() if k.startswith(f"{S3_PREFIX}/_staging/")}
+    # pyarrow's delete_dir of a staging folder re-creates its parent as a zero-byte "dir/" marker: no
+    # data, no part; anything else under _staging/ is a staged object left behind.
+    staged_left = {k: v for k, v in staging.items() if not (k.endswith("/") and v == 0)}
+    assert staged_left == {}
+    assert set(everything) == set(dataset) | set(staging)  # nothing else in the bucket
+    assert s3.open_uploads() == []
+
+    tokens: dict[str, set[str]] = defaultdict(set)
+    rows: Counter = Counter()
+    for key in sorted(dataset):
+        match = PART_KEY.match(key)
+        assert match, f"not a part of a window: {key}"
+        window, token, _ = match.groups()
+        tokens[window].add(token)
+        rows[window] += s3.read_part(key)  # a partial object would fail here
+    assert sorted(tokens) == KEYS
+    assert {w: len(t) for w, t in tokens.items()} == {k: 1 for k in KEYS}  # one attempt per window
+    for key in KEYS:
+        execution = r.store.get_live(WORKFLOW, key)
+        assert rows[key] == served_rows(r.sim, execution.attempt.amc_execution_id) == execution.rows, key
+        assert execution.uri == f"{s3.uri}/{WORKFLOW}/window_start={key}/"
+    # The landings converted on local disk only: no results folder, no temporary file left.
+    assert not (data_dir / "results").exists()
+    assert leftovers(data_dir) == []
+    return {"objects": len(dataset), "staging_markers": len(staging), "rows": sum(rows.values()),
+            "open_uploads": 0, "partial": 0, "windows_with_two_tokens": 0}
+
+
+@pytest.mark.parametrize("s3_results", ["local", "s3"], indirect=True)
+def test_backfill_under_every_fault(data_dir, tmp_path, s3_results):
     started = time.monotonic()
     workflow = {"name": WORKFLOW, "sql": "SELECT day, SUM(sales) FROM t GROUP BY 1",
                 "start_date": START.isoformat()}
@@ -189,19 +279,26 @@ def test_backfill_under_every_fault(data_dir, tmp_path):
                 duplicates += len(records) - 1 - len(failed)
             assert duplicates == 0
 
-            # Nothing partial or staged visible; every part readable; one folder per partition.
-            partial = leftovers(data_dir) + unreadable_parts(data_dir)
-            assert partial == []
-            assert sorted(p.name for p in (data_dir / "results" / WORKFLOW).iterdir()) == [
-                f"window_start={k}" for k in KEYS]
+            if s3_results is None:
+                # Nothing partial or staged visible; every part readable; one folder per partition.
+                partial = leftovers(data_dir) + unreadable_parts(data_dir)
+                assert partial == []
+                assert sorted(p.name for p in (data_dir / "results" / WORKFLOW).iterdir()) == [
+                    f"window_start={k}" for k in KEYS]
+            else:
+                s3_figures = check_s3(s3_results, r, data_dir)
+                partial = []
             requests = r.sim.stats()
 
     print(
-        "\nfault suite figures:"
+        f"\nfault suite figures ({'results on S3, ' + s3_results.uri if s3_results else 'results on local disk'}):"
         f"\n  faults injected by kind: {dict(sorted(injected.items()))} (total {sum(injected.values())}"
         f" in {sum(requests.values())} requests; revoke_token scheduled {revoked}x)"
         f"\n  partitions landed: {len(per_partition)}/{len(KEYS)}; landing runs that failed and were retried:"
         f" {sum(failed_runs.values())}; monitor passes: {monitor.passes}"
         f"\n  duplicate AMC executions: {duplicates}; partial or staging files: {len(partial)}"
-        f"\n  elapsed: {time.monotonic() - started:.1f}s"
+        + (f"\n  S3: {s3_figures['objects']} part objects, all complete Parquet ({s3_figures['rows']} rows = served);"
+           f" one token per window; staged objects left 0 (empty _staging dir markers:"
+           f" {s3_figures['staging_markers']}); open multipart uploads 0" if s3_results else "")
+        + f"\n  elapsed: {time.monotonic() - started:.1f}s"
     )
