@@ -273,6 +273,11 @@ class ObjectStorePublisher:
         pass  # the local parts live in the landing's temporary folder, which the landing removes
 
 
+#: Rows per batch handed to pyiceberg: its writer holds a batch (and its Parquet encoding) in memory,
+#: so this bounds a landing's peak memory whatever the window's size.
+ICEBERG_BATCH_ROWS = 200_000
+
+
 class IcebergPublisher:
     """An Iceberg table: parts converted into a local folder, then one atomic commit of the window.
 
@@ -292,7 +297,7 @@ class IcebergPublisher:
         parts = sorted(p for p in self.local_dir.iterdir() if p.name.endswith(".parquet"))
         previous = table_schema(self.settings, self.workflow)
         started = time.perf_counter()
-        done = commit_window(self.settings, self.workflow, self.partition_key, parts)
+        done = commit_window(self.settings, self.workflow, self.partition_key, parts, batch_rows=ICEBERG_BATCH_ROWS)
         _info(logger, f"committed {done.rows} rows of {self.workflow}/{self.partition_key} to Iceberg table "
                       f"{done.table_name} (snapshot {done.snapshot_id}, {time.perf_counter() - started:.2f}s)")
         return Published(uri=done.uri, path=done.uri, parts=[], bytes=sum(p.stat().st_size for p in parts),
