@@ -3,13 +3,17 @@
 Why two kinds: `schema_matches_previous` and `has_rows` judge a landed window's data, so they are
 reported with its materialization (per partition); `no_stuck_executions` and
 `no_failed_executions` judge the store's view of every window of the workflow, so they are
-evaluated by the `amc_execution_checks` job that `amc_checks_sensor` launches when what they would
-say has changed in the store (per asset: they summarize every window of the workflow).
+reported by `amc_checks_sensor` within the tick in which what they would say changes in the store
+(runless evaluations, per asset: they summarize every window of the workflow). The
+`amc_execution_checks` job evaluates the same answers on demand, and the health check, which
+probes AMC, in a run the sensor launches when the health problems change.
 """
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 
@@ -18,11 +22,14 @@ from amc_pipeline.defs.observations import workflow_asset_key
 from amc_pipeline.defs.resources import StoreResource
 from amc_pipeline.health.status import check_fingerprints, failed_executions, stuck_executions
 from amc_pipeline.results.schema_drift import SchemaDrift
+from amc_pipeline.store.store import ExecutionStore
 
 SCHEMA_CHECK = "schema_matches_previous"
 ROWS_CHECK = "has_rows"
 CHECKS_JOB = "amc_execution_checks"
-EXECUTION_CHECKS = ("no_stuck_executions", "no_failed_executions")
+STUCK_CHECK = "no_stuck_executions"
+FAILED_CHECK = "no_failed_executions"
+EXECUTION_CHECKS = (STUCK_CHECK, FAILED_CHECK)
 #: The health check on amc/execution_metrics (defined in health.py, run by the checks job).
 HEALTH_CHECK_KEY = dg.AssetCheckKey(dg.AssetKey(["amc", "execution_metrics"]), "amc_pipeline_healthy")
 
@@ -73,45 +80,71 @@ def _md_table(header: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class CheckAnswer:
+    """What a stuck/failed check says, whoever evaluates it (the checks job or the checks sensor)."""
+
+    passed: bool
+    severity: dg.AssetCheckSeverity
+    description: str
+    metadata: dict[str, Any]
+
+    def result(self) -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=self.passed, severity=self.severity, description=self.description,
+                                   metadata=self.metadata)
+
+    def evaluation(self, key: dg.AssetCheckKey) -> dg.AssetCheckEvaluation:
+        return dg.AssetCheckEvaluation(asset_key=key.asset_key, check_name=key.name, passed=self.passed,
+                                       severity=self.severity, description=self.description,
+                                       metadata=self.metadata)
+
+
+def stuck_answer(store: ExecutionStore, workflow: WorkflowConfig, now: datetime | None = None) -> CheckAnswer:
+    stuck = stuck_executions(store, workflow, now)
+    return CheckAnswer(
+        passed=not stuck,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{len(stuck)} stuck execution(s)" if stuck else "nothing stuck",
+        metadata={
+            "stuck_count": len(stuck),
+            "stuck": dg.MetadataValue.md(_md_table(
+                ["partition", "status", "AMC execution", "age (min)", "limit (min)"],
+                [[s.partition_key, s.status, s.amc_execution_id or "", s.age_minutes, s.limit_minutes]
+                 for s in stuck])) if stuck else "none",
+        },
+    )
+
+
+def failed_answer(store: ExecutionStore, workflow: WorkflowConfig, config: PipelineConfig) -> CheckAnswer:
+    failed = failed_executions(store, workflow, max_landing_attempts=config.monitor.max_landing_attempts)
+    return CheckAnswer(
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(f"{len(failed)} failed window(s); first: {failed[0].partition_key} "
+                     f"{failed[0].error_type}: {(failed[0].reason or '')[:200]}") if failed else "no failures",
+        metadata={
+            "failed_count": len(failed),
+            "failed": dg.MetadataValue.md(_md_table(
+                ["partition", "status", "error type", "reason", "attempts", "AMC execution"],
+                [[f.partition_key, f.status, f.error_type or "", (f.reason or "").replace("|", "/")[:300],
+                  f.attempts, f.amc_execution_id or ""] for f in failed])) if failed else "none",
+        },
+    )
+
+
 def execution_checks(workflow: WorkflowConfig, config: PipelineConfig) -> list[dg.AssetChecksDefinition]:
     key = workflow_asset_key(workflow.name)
 
-    @dg.asset_check(asset=key, name="no_stuck_executions",
+    @dg.asset_check(asset=key, name=STUCK_CHECK,
                     description=f"No execution PENDING over {workflow.stuck_pending_minutes} min or RUNNING over "
                                 f"{workflow.stuck_running_minutes} min.")
     def no_stuck_executions(amc_store: StoreResource) -> dg.AssetCheckResult:
-        stuck = stuck_executions(amc_store.get_store(), workflow)
-        return dg.AssetCheckResult(
-            passed=not stuck,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=f"{len(stuck)} stuck execution(s)" if stuck else "nothing stuck",
-            metadata={
-                "stuck_count": len(stuck),
-                "stuck": dg.MetadataValue.md(_md_table(
-                    ["partition", "status", "AMC execution", "age (min)", "limit (min)"],
-                    [[s.partition_key, s.status, s.amc_execution_id or "", s.age_minutes, s.limit_minutes]
-                     for s in stuck])) if stuck else "none",
-            },
-        )
+        return stuck_answer(amc_store.get_store(), workflow).result()
 
-    @dg.asset_check(asset=key, name="no_failed_executions",
+    @dg.asset_check(asset=key, name=FAILED_CHECK,
                     description="No window whose execution ended FAILED, TIMEOUT or CANCELLED for good.")
     def no_failed_executions(amc_store: StoreResource) -> dg.AssetCheckResult:
-        failed = failed_executions(amc_store.get_store(), workflow,
-                                   max_landing_attempts=config.monitor.max_landing_attempts)
-        return dg.AssetCheckResult(
-            passed=not failed,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=(f"{len(failed)} failed window(s); first: {failed[0].partition_key} "
-                         f"{failed[0].error_type}: {(failed[0].reason or '')[:200]}") if failed else "no failures",
-            metadata={
-                "failed_count": len(failed),
-                "failed": dg.MetadataValue.md(_md_table(
-                    ["partition", "status", "error type", "reason", "attempts", "AMC execution"],
-                    [[f.partition_key, f.status, f.error_type or "", (f.reason or "").replace("|", "/")[:300],
-                      f.attempts, f.amc_execution_id or ""] for f in failed])) if failed else "none",
-            },
-        )
+        return failed_answer(amc_store.get_store(), workflow, config).result()
 
     return [no_stuck_executions, no_failed_executions]
 
@@ -123,20 +156,12 @@ def checks_defs(config: PipelineConfig) -> dg.Definitions:
     checks_job = dg.define_asset_job(CHECKS_JOB, selection=dg.AssetSelection.checks(*check_keys),
                                      description="Evaluate the stuck, failed and health checks.")
 
-    by_workflow = {w.name: [dg.AssetCheckKey(workflow_asset_key(w.name), name) for name in EXECUTION_CHECKS]
-                   for w in config.workflows}
-
     @dg.sensor(name="amc_checks_sensor", job=checks_job, default_status=dg.DefaultSensorStatus.RUNNING,
                minimum_interval_seconds=config.monitor.sensor_interval_seconds,
-               description="Re-evaluates a workflow's stuck/failed checks (and the health check) when what "
-                           "they would say has changed in the store; launches nothing when nothing changed.")
+               description="Reports a workflow's stuck/failed check results within the tick when what they "
+                           "would say has changed in the store (no run); launches a checks run only for the "
+                           "health check, when its problems change.")
     def amc_checks_sensor(context: dg.SensorEvaluationContext, amc_store: StoreResource):
-        in_flight = context.instance.get_runs(
-            filters=dg.RunsFilter(job_name=CHECKS_JOB, statuses=[
-                dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]), limit=1)
-        if in_flight:
-            # Leave the cursor: the next tick compares against what the last finished run evaluated.
-            return dg.SkipReason(f"checks run {in_flight[0].run_id} still in flight")
         now = datetime.now(UTC)
         store = amc_store.get_store()
         current = check_fingerprints(store, config, now=now)
@@ -147,14 +172,27 @@ def checks_defs(config: PipelineConfig) -> dg.Definitions:
         changed = sorted(name for name, digest in current.items() if seen.get(name) != digest)
         if not changed:
             return dg.SkipReason("no check would change its answer")
-        keys = [k for name in changed for k in by_workflow.get(name, [])]
+        # The stuck/failed answers come from the store alone: report them now, as runless evaluations,
+        # so the UI shows a failure within the tick in which the store knows it.
+        events = []
+        for workflow in config.workflows:
+            if workflow.name in changed:
+                key = workflow_asset_key(workflow.name)
+                events.append(stuck_answer(store, workflow, now).evaluation(dg.AssetCheckKey(key, STUCK_CHECK)))
+                events.append(failed_answer(store, workflow, config).evaluation(dg.AssetCheckKey(key, FAILED_CHECK)))
+        runs = []
         if "_health" in changed:
-            keys.append(HEALTH_CHECK_KEY)
+            health_runs = context.instance.get_runs(
+                filters=dg.RunsFilter(job_name=CHECKS_JOB, statuses=[
+                    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]), limit=1)
+            if health_runs:
+                current["_health"] = seen.get("_health", "")  # ask again once that run is done
+            else:
+                digest = hashlib.sha1(current["_health"].encode()).hexdigest()[:16]
+                runs.append(dg.RunRequest(run_key=f"health:{digest}", asset_check_keys=[HEALTH_CHECK_KEY]))
         context.update_cursor(json.dumps(current, sort_keys=True))
-        if not keys:
-            return dg.SkipReason(f"changes only for workflows no longer configured: {', '.join(changed)}")
-        digest = hashlib.sha1(json.dumps(current, sort_keys=True).encode()).hexdigest()[:16]
-        return dg.RunRequest(run_key=f"checks:{digest}", asset_check_keys=keys,
-                             tags={"amc/checks_for": ",".join(changed)[:200]})
+        if not events and not runs:
+            return dg.SkipReason(f"no configured check to report for: {', '.join(changed)}")
+        return dg.SensorResult(run_requests=runs, asset_events=events)
 
     return dg.Definitions(asset_checks=checks, jobs=[checks_job], sensors=[amc_checks_sensor])

@@ -64,6 +64,9 @@ def _failure_reports(store: ExecutionStore, workflows: set[str], cursor: str | N
             job_name=workflow_job_name(e.workflow),
             partition_key=e.partition_key,
             tags={"amc/instance": e.instance_id, REPORT_FAILURE_TAG: str(e.id)},
+            # The asset alone: its checks would otherwise show as failed with it (upstream failed).
+            asset_selection=[workflow_asset_key(e.workflow)],
+            asset_check_keys=[],
         )
         for e in fresh
     ]

@@ -94,7 +94,8 @@ def check_executions(stack: Stack, workflow: str, check: str, limit: int = 50) -
     data = stack.graphql(
         f"""query($k: AssetKeyInput!, $c: String!, $n: Int!) {{
             assetCheckExecutions(assetKey: $k, checkName: $c, limit: $n) {{ status partition timestamp
-                evaluation {{ success severity description partition metadataEntries {{ {METADATA_FIELDS} }} }}
+                evaluation {{ timestamp success severity description partition
+                    metadataEntries {{ {METADATA_FIELDS} }} }}
             }} }}""",
         {"k": {"path": asset_path(workflow)}, "c": check, "n": limit},
     )

@@ -95,6 +95,9 @@ class Stack:
     monitor: dict[str, Any] = field(default_factory=lambda: dict(FAST_MONITOR))
     dagster_storage: dict[str, Any] | None = None
     store_url: str | None = None
+    #: A `notifications:` block for the pipeline YAML, and environment the processes get on top.
+    notifications: dict[str, Any] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, Proc] = field(default_factory=dict)
     all_procs: list[Proc] = field(default_factory=list)
     sim_port: int = 0
@@ -141,6 +144,7 @@ class Stack:
             "instances": [INSTANCE],
             "workflows": [{**base, **w} for w in self.workflows],
             "monitor": self.monitor,
+            **({"notifications": self.notifications} if self.notifications else {}),
         }
         (self.root / "pipeline.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
         sim = {**self.sim_config,
@@ -162,6 +166,7 @@ class Stack:
         })
         if self.store_url:
             env["AMC_PIPELINE_DATABASE_URL"] = self.store_url
+        env.update(self.extra_env)
         return env
 
     # ------------------------------------------------------------------ processes

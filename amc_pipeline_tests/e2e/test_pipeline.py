@@ -20,10 +20,12 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import MetaData, create_engine
 
+from amc_pipeline.store.store import ExecutionStore
 from amc_pipeline_tests.e2e.conftest import running_stack
 from amc_pipeline_tests.e2e.flow import (
     REPORT,
     all_runs,
+    asset_path,
     check_executions,
     compare_parquet_with_csvs,
     fetch_result_csvs,
@@ -38,12 +40,15 @@ from amc_pipeline_tests.e2e.flow import (
     sim_window,
     sim_workflow,
 )
-from amc_pipeline_tests.e2e.stack import Stack, wait_until
+from amc_pipeline_tests.e2e.stack import FAST_MONITOR, Stack, wait_until
+from amc_pipeline_tests.notify.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 
 LANDED = ["daily_reach", "ad_spend"]
 FAILING = "broken_attribution"
+#: The secret part of the e2e webhook URL (checked for leaks like the other secrets).
+WEBHOOK_TOKEN = "e2eWebhookSecretToken0123456789"
 STUCK = "audience_overlap"
 CLIENT_SECRET = "sekret-CLIENT-3f9a"
 REFRESH_TOKEN = "sekret-REFRESH-77b1"
@@ -76,6 +81,7 @@ class Flow:
     landed_at_kill: int = 0
     sim_at_kill: int = 0
     mats: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    receiver: Receiver | None = None
 
 
 def _landed(stack: Stack, partitions: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -91,14 +97,20 @@ def flow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     root = tmp_path_factory.mktemp("e2e-stack")
     # The daemon starts after the backfill is launched, so the backfill daemon's first (immediate)
     # iteration picks it up instead of its next one 30 s later.
-    with running_stack(request, root, daemon=False, workflows=WORKFLOWS, sim_config=SIM_CONFIG) as stack:
+    receiver = Receiver().__enter__()
+    request.addfinalizer(receiver.__exit__)
+    notifications = {"dagster_ui_url": "http://127.0.0.1:3000", "targets": [
+        {"name": "ops", "kind": "webhook", "url_env": "AMC_E2E_WEBHOOK_URL", "events": ["failed"]}]}
+    with running_stack(request, root, daemon=False, workflows=WORKFLOWS, sim_config=SIM_CONFIG,
+                       notifications=notifications,
+                       extra_env={"AMC_E2E_WEBHOOK_URL": receiver.url(WEBHOOK_TOKEN)}) as stack:
         keys = partition_keys(stack, "daily_reach")
         partitions, newest = keys[-4:], keys[-1]
         launch_partition_run(stack, STUCK, newest)
         launch_partition_run(stack, FAILING, newest)
         launch_backfill(stack, LANDED, partitions)
         stack.start_daemon()
-        result = Flow(stack=stack, partitions=partitions, single_partition=newest)
+        result = Flow(stack=stack, partitions=partitions, single_partition=newest, receiver=receiver)
 
         # Kill when the first partition has landed: AMC executions are submitted, landing runs in flight.
         wait_until("the first backfilled partition to land", lambda: _count(_landed(stack, partitions)) >= 1,
@@ -195,6 +207,40 @@ def test_failed_and_stuck_checks_report_the_broken_workflows(flow: Flow):
     assert failed["severity"] == "ERROR"
     assert flow.single_partition in failed["description"] and "QUERY" in failed["description"], failed
     assert metadata(failed)["failed_count"] == "1"
+
+    # Latency: the store recorded the failure, then the checks sensor (no longer a fixed 5-minute
+    # timer) re-evaluated the check within one sensor interval plus the run's own start-up.
+    store = ExecutionStore(stack.store_url or f"sqlite:///{stack.data_dir / 'amc_pipeline.db'}", upgrade=False)
+    try:
+        recorded = store.get_live(FAILING, flow.single_partition).attempt.completed_at.timestamp()
+    finally:
+        store.close()
+    latency = float(failed["timestamp"]) - recorded
+    bound = FAST_MONITOR["sensor_interval_seconds"] + 15
+    REPORT.append(f"failure recorded -> no_failed_executions ERROR: {latency:.1f} s (bound {bound} s)")
+    assert latency <= bound, latency
+
+    # The partition bar: the failed window shows Failed (a failing report run), not Missing.
+    def partition_failed():
+        data = stack.graphql(
+            """query($k: AssetKeyInput!) { assetNodeOrError(assetKey: $k) { ... on AssetNode {
+                assetPartitionStatuses { ... on TimePartitionStatuses { ranges { status startKey endKey } } } } } }""",
+            {"k": {"path": asset_path(FAILING)}})
+        ranges = data["assetNodeOrError"]["assetPartitionStatuses"]["ranges"]
+        return [r for r in ranges if r["status"] == "FAILED" and r["startKey"] <= flow.single_partition
+                <= r["endKey"]]
+
+    wait_until("the failed window to show as a Failed partition", partition_failed, timeout=60, interval=2)
+
+    # One notification for the failure (the daemon was restarted meanwhile: still one).
+    def notified():
+        return [p for p in flow.receiver.delivered() if p.body.get("event") == "failed"]
+
+    [message] = wait_until("the failure notification", notified, timeout=60, interval=2)
+    assert message.body["workflow"] == FAILING and message.body["window"] == flow.single_partition
+    assert "Unable to compile" in str(message.body)
+    time.sleep(2 * FAST_MONITOR["sensor_interval_seconds"])
+    assert len(notified()) == 1
 
     def stuck_reported():
         evaluation = _latest_evaluation(stack, STUCK, "no_stuck_executions")
@@ -305,7 +351,7 @@ def _settle(page, url: str, counts: dict[str, int], timeout: float = 90.0) -> No
 
 def _needles(stack: Stack) -> dict[str, str]:
     issued = stack.sim_get("/_simulator/tokens")
-    needles = {"client secret": CLIENT_SECRET, "refresh token": REFRESH_TOKEN}
+    needles = {"client secret": CLIENT_SECRET, "refresh token": REFRESH_TOKEN, "webhook URL": WEBHOOK_TOKEN}
     assert issued["access_tokens"] and issued["url_signatures"], issued
     for i, token in enumerate(issued["access_tokens"]):
         needles[f"access token {i}"] = token.removeprefix("Atza|")  # the random part, in any encoding

@@ -32,8 +32,15 @@ def _tick(sensor, instance, r, cursor):
     return result, context.cursor
 
 
-def _checked(requests) -> set[tuple[str, str]]:
-    return {(k.asset_key.path[-1], k.name) for req in requests for k in req.asset_check_keys}
+def _checked(result) -> set[tuple[str, str]]:
+    """Checks the tick reported (runless evaluations) or asked a run for (the health check)."""
+    reported = {(e.asset_key.path[-1], e.check_name) for e in result.asset_events}
+    return reported | {(k.asset_key.path[-1], k.name) for req in result.run_requests for k in req.asset_check_keys}
+
+
+def _evaluation(result, workflow: str, check: str):
+    [found] = [e for e in result.asset_events if e.asset_key.path[-1] == workflow and e.check_name == check]
+    return found
 
 
 def test_checks_run_only_when_an_answer_changes(env, monkeypatch):
@@ -43,24 +50,33 @@ def test_checks_run_only_when_an_answer_changes(env, monkeypatch):
         sensor = defs.resolve_sensor_def("amc_checks_sensor")
         with dg.instance_for_test() as instance:
             first, cursor = _tick(sensor, instance, r, None)
-            assert len(first.run_requests) == 1  # nothing evaluated yet: every check once
-            assert ("broken", "no_failed_executions") in _checked(first.run_requests)
-            assert ("execution_metrics", "amc_pipeline_healthy") in _checked(first.run_requests)
+            # Nothing evaluated yet: every check once, the store's answers within the tick (no run),
+            # the health check (it probes AMC) in one run.
+            assert ("broken", "no_failed_executions") in _checked(first)
+            assert len(first.asset_events) == 6 and _evaluation(first, "broken", "no_failed_executions").passed
+            [health] = first.run_requests
+            assert _checked(first) - {(e.asset_key.path[-1], e.check_name) for e in first.asset_events} == {
+                ("execution_metrics", "amc_pipeline_healthy")}
 
             idle, cursor = _tick(sensor, instance, r, cursor)
-            assert idle.run_requests == [] and "no check would change" in idle.skip_message
+            assert idle.run_requests == [] and idle.asset_events == []
+            assert "no check would change" in idle.skip_message
 
             # AMC rejects the SQL: only broken's checks are re-evaluated, and they say why.
             r.request("broken", "2026-10-05")
             r.drive(lambda: r.status("broken", "2026-10-05") == "FAILED")
             failed, cursor = _tick(sensor, instance, r, cursor)
-            assert _checked(failed.run_requests) == {("broken", "no_failed_executions"),
-                                                     ("broken", "no_stuck_executions")}
+            assert failed.run_requests == []
+            assert _checked(failed) == {("broken", "no_failed_executions"), ("broken", "no_stuck_executions")}
+            evaluation = _evaluation(failed, "broken", "no_failed_executions")
+            assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
+            assert "Unable to compile" in evaluation.metadata["failed"].value
+            # The checks job says the same when run on demand.
             job = defs.resolve_job_def("amc_execution_checks")
-            subset = job.get_subset(asset_check_selection=set(failed.run_requests[0].asset_check_keys))
-            run = subset.execute_in_process(instance=instance)
-            [evaluation] = [e for e in run.get_asset_check_evaluations() if e.check_name == "no_failed_executions"]
-            assert not evaluation.passed and "Unable to compile" in evaluation.metadata["failed"].value
+            subset = job.get_subset(asset_check_selection={dg.AssetCheckKey(dg.AssetKey(["amc", "broken"]),
+                                                                            "no_failed_executions")})
+            [on_demand] = subset.execute_in_process(instance=instance).get_asset_check_evaluations()
+            assert on_demand.passed == evaluation.passed and on_demand.description == evaluation.description
 
             # A stuck threshold passing is a change too (the execution itself did not move).
             r.request("slowpoke", "2026-10-05")
@@ -69,12 +85,13 @@ def test_checks_run_only_when_an_answer_changes(env, monkeypatch):
             slow = r.store.get_live("slowpoke", "2026-10-05").attempt
             r.store.update_attempt(slow.id, status_changed_at=datetime.now(UTC) - timedelta(minutes=5))
             stuck, cursor = _tick(sensor, instance, r, cursor)
-            assert ("slowpoke", "no_stuck_executions") in _checked(stuck.run_requests)
-            assert not any(k.asset_key.path[-1] == "good" for k in stuck.run_requests[0].asset_check_keys)
+            assert ("slowpoke", "no_stuck_executions") in _checked(stuck)
+            assert not _evaluation(stuck, "slowpoke", "no_stuck_executions").passed
+            assert not any(workflow == "good" for workflow, _ in _checked(stuck))
 
             # Re-queued after the failure and landed: broken's failed check changes back.
             r.sim.set_scenario("broken", Scenario(kind="succeed", rows=2))
             r.request("broken", "2026-10-05", force_new=True)
             r.drive(lambda: r.status("broken", "2026-10-05") == "SUCCESS")
             recovered, cursor = _tick(sensor, instance, r, cursor)
-            assert ("broken", "no_failed_executions") in _checked(recovered.run_requests)
+            assert _evaluation(recovered, "broken", "no_failed_executions").passed
