@@ -20,9 +20,15 @@ import dagster as dg
 from amc_pipeline.config import PipelineConfig, WorkflowConfig
 from amc_pipeline.defs.observations import workflow_asset_key
 from amc_pipeline.defs.resources import StoreResource
-from amc_pipeline.health.status import check_fingerprints, failed_executions, stuck_executions
+from amc_pipeline.health.status import (
+    FailedExecution,
+    StuckExecution,
+    failed_executions,
+    findings,
+    health_digest,
+    stuck_executions,
+)
 from amc_pipeline.results.schema_drift import SchemaDrift
-from amc_pipeline.store.store import ExecutionStore
 
 SCHEMA_CHECK = "schema_matches_previous"
 ROWS_CHECK = "has_rows"
@@ -99,8 +105,7 @@ class CheckAnswer:
                                        metadata=self.metadata)
 
 
-def stuck_answer(store: ExecutionStore, workflow: WorkflowConfig, now: datetime | None = None) -> CheckAnswer:
-    stuck = stuck_executions(store, workflow, now)
+def stuck_answer(stuck: list[StuckExecution]) -> CheckAnswer:
     return CheckAnswer(
         passed=not stuck,
         severity=dg.AssetCheckSeverity.WARN,
@@ -115,8 +120,7 @@ def stuck_answer(store: ExecutionStore, workflow: WorkflowConfig, now: datetime 
     )
 
 
-def failed_answer(store: ExecutionStore, workflow: WorkflowConfig, config: PipelineConfig) -> CheckAnswer:
-    failed = failed_executions(store, workflow, max_landing_attempts=config.monitor.max_landing_attempts)
+def failed_answer(failed: list[FailedExecution]) -> CheckAnswer:
     return CheckAnswer(
         passed=not failed,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -139,12 +143,13 @@ def execution_checks(workflow: WorkflowConfig, config: PipelineConfig) -> list[d
                     description=f"No execution PENDING over {workflow.stuck_pending_minutes} min or RUNNING over "
                                 f"{workflow.stuck_running_minutes} min.")
     def no_stuck_executions(amc_store: StoreResource) -> dg.AssetCheckResult:
-        return stuck_answer(amc_store.get_store(), workflow).result()
+        return stuck_answer(stuck_executions(amc_store.get_store(), workflow)).result()
 
     @dg.asset_check(asset=key, name=FAILED_CHECK,
                     description="No window whose execution ended FAILED, TIMEOUT or CANCELLED for good.")
     def no_failed_executions(amc_store: StoreResource) -> dg.AssetCheckResult:
-        return failed_answer(amc_store.get_store(), workflow, config).result()
+        return failed_answer(failed_executions(amc_store.get_store(), workflow,
+                                               max_landing_attempts=config.monitor.max_landing_attempts)).result()
 
     return [no_stuck_executions, no_failed_executions]
 
@@ -164,7 +169,10 @@ def checks_defs(config: PipelineConfig) -> dg.Definitions:
     def amc_checks_sensor(context: dg.SensorEvaluationContext, amc_store: StoreResource):
         now = datetime.now(UTC)
         store = amc_store.get_store()
-        current = check_fingerprints(store, config, now=now)
+        # One read per workflow: the digest says whether the answer changed, the same findings answer.
+        found = {w.name: findings(store, w, config, now=now) for w in config.workflows}
+        current = {name: f.digest for name, f in found.items()}
+        current["_health"] = health_digest(store, config, now=now)
         # While executions are active, the health check also re-probes AMC every check_interval_seconds.
         if any(store.active_count(i.instance_id) for i in config.instances):
             current["_health"] += f":{int(now.timestamp()) // config.monitor.check_interval_seconds}"
@@ -175,11 +183,11 @@ def checks_defs(config: PipelineConfig) -> dg.Definitions:
         # The stuck/failed answers come from the store alone: report them now, as runless evaluations,
         # so the UI shows a failure within the tick in which the store knows it.
         events = []
-        for workflow in config.workflows:
-            if workflow.name in changed:
-                key = workflow_asset_key(workflow.name)
-                events.append(stuck_answer(store, workflow, now).evaluation(dg.AssetCheckKey(key, STUCK_CHECK)))
-                events.append(failed_answer(store, workflow, config).evaluation(dg.AssetCheckKey(key, FAILED_CHECK)))
+        for name in changed:
+            if name in found:
+                key = workflow_asset_key(name)
+                events.append(stuck_answer(found[name].stuck).evaluation(dg.AssetCheckKey(key, STUCK_CHECK)))
+                events.append(failed_answer(found[name].failed).evaluation(dg.AssetCheckKey(key, FAILED_CHECK)))
         runs = []
         if "_health" in changed:
             health_runs = context.instance.get_runs(

@@ -141,26 +141,33 @@ def amc_probe_for(get_client: Callable[[], AmcClient], config: PipelineConfig) -
     return probe
 
 
-def check_fingerprints(store: ExecutionStore, config: PipelineConfig, *, now: datetime | None = None
-                       ) -> dict[str, str]:
-    """What each execution check would say, as a short digest per workflow (and "_health").
+@dataclass(frozen=True)
+class Findings:
+    """What a workflow's stuck and failed checks are about, read once from the store."""
 
-    Why: the checks sensor compares these with what it last evaluated and launches a checks run only
-    for the workflows whose answer changed (a failure recorded, a window re-queued or landed, a stuck
-    threshold passed), so the UI follows the store within a tick and an idle system runs nothing.
-    The health digest leaves out the AMC probe (a sensor makes no AMC calls); it changes when the
+    failed: list[FailedExecution]
+    stuck: list[StuckExecution]
+
+    @property
+    def digest(self) -> str:
+        """Changes exactly when a check's answer would (not with the ages of stuck executions)."""
+        text = repr(([(f.partition_key, f.status, f.error_type, f.reason, f.attempts) for f in self.failed],
+                     [(s.partition_key, s.status) for s in self.stuck]))
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def findings(store: ExecutionStore, workflow: WorkflowConfig, config: PipelineConfig, *,
+             now: datetime | None = None) -> Findings:
+    return Findings(failed_executions(store, workflow, max_landing_attempts=config.monitor.max_landing_attempts),
+                    stuck_executions(store, workflow, now))
+
+
+def health_digest(store: ExecutionStore, config: PipelineConfig, *, now: datetime | None = None) -> str:
+    """The kinds of the monitor's health problems (without the AMC probe: a sensor makes no AMC calls).
+
+    Why kinds, not texts: a count of overdue checks moves every pass; the digest changes when the
     poller goes stale or recovers, the last pass fails or succeeds, or the error rate crosses its bound.
     """
-    now = now or datetime.now(UTC)
-    digests: dict[str, str] = {}
-    for workflow in config.workflows:
-        failed = failed_executions(store, workflow, max_landing_attempts=config.monitor.max_landing_attempts)
-        stuck = stuck_executions(store, workflow, now)
-        text = repr(([(f.partition_key, f.status, f.error_type, f.reason, f.attempts) for f in failed],
-                     [(s.partition_key, s.status) for s in stuck]))
-        digests[workflow.name] = hashlib.sha1(text.encode()).hexdigest()[:16]
     health = monitor_health(store, config, now=now)
-    # The kind of each problem, not its figures (a count of overdue checks moves every pass).
     kinds = sorted(" ".join(problem.split()[:2]) for problem in health.problems)
-    digests["_health"] = hashlib.sha1(repr(kinds).encode()).hexdigest()[:16]
-    return digests
+    return hashlib.sha1(repr(kinds).encode()).hexdigest()[:16]
