@@ -8,15 +8,8 @@ import pytest
 from amc_pipeline.definitions import build_definitions
 from amc_pipeline.simulator import Scenario
 from amc_pipeline_tests.harness import rig
+from amc_pipeline_tests.health.test_health import SCENARIOS, WORKFLOWS
 from amc_pipeline_tests.results.test_assets import resources, sim_environment
-
-WORKFLOWS = [
-    {"name": "good", "sql": "SELECT 1"},
-    {"name": "broken", "sql": "SELECT x FROM nowhere"},
-    {"name": "slowpoke", "sql": "SELECT 2", "stuck_pending_minutes": 1},
-]
-SCENARIOS = {"broken": Scenario(kind="sql_error"), "slowpoke": Scenario(kind="stuck_pending"),
-             "good": Scenario(kind="succeed", rows=3)}
 
 
 @pytest.fixture

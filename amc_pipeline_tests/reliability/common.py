@@ -6,7 +6,12 @@ Everything here drives real components: the simulator over HTTP, a real store, a
 
 import csv
 import io
+import os
+import signal
+import subprocess
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +106,29 @@ def unreadable_parts(data_dir: Path) -> list[str]:
         except Exception as exc:  # noqa: BLE001 - any failure means unreadable
             bad.append(f"{part}: {type(exc).__name__}: {exc}")
     return bad
+
+
+def sigkill_when(child: subprocess.Popen, ready: Callable[[], bool], *, timeout: float, poll: float,
+                 settle: float = 0.0) -> None:
+    """SIGKILL `child` once `ready()` says it is mid-work (then `settle` more seconds), as a crash would.
+
+    Always reaps the child and closes its pipes, even when the test fails; asserts it was still
+    running when killed and that the kill is what ended it.
+    """
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and child.poll() is None and not ready():
+            time.sleep(poll)
+        assert child.poll() is None, f"child ended before the kill: {child.communicate()}"
+        if settle:
+            time.sleep(settle)
+            assert child.poll() is None
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=10)
+        child.stdout.close()
+        child.stderr.close()
+    assert child.returncode == -signal.SIGKILL

@@ -8,8 +8,6 @@ process replaces it with exactly what the simulator served and cleans the dead l
 """
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -26,7 +24,7 @@ from amc_pipeline.results.layout import partition_dir
 from amc_pipeline.simulator import Scenario, SimulatorServer
 from amc_pipeline_tests import constants
 from amc_pipeline_tests.harness import FAST_RETRY, credentials, sim_config
-from amc_pipeline_tests.reliability.common import leftovers, served_rows, unreadable_parts
+from amc_pipeline_tests.reliability.common import leftovers, served_rows, sigkill_when, unreadable_parts
 from amc_pipeline_tests.reliability.proxy import TcpProxy
 
 INSTANCE = InstanceConfig(**constants.INSTANCE)
@@ -73,25 +71,15 @@ def test_sigkill_mid_download_leaves_previous_version_and_next_attempt_lands(tmp
              big_id, json.dumps(big_columns)],
             cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
-        try:
-            downloaded = 0
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and child.poll() is None:
-                parts = list((data_dir / "tmp").glob("landing-*/file-*.download"))
-                downloaded = sum(p.stat().st_size for p in parts if p.exists())
-                if downloaded > 1_000_000:
-                    break
-                time.sleep(0.02)
-            assert child.poll() is None, f"child ended before the kill: {child.communicate()}"
-            os.kill(child.pid, signal.SIGKILL)
-            child.wait(timeout=10)
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait(timeout=10)
-            child.stdout.close()
-            child.stderr.close()
-        assert child.returncode == -signal.SIGKILL
+        progress = {"downloaded": 0}
+
+        def mid_download() -> bool:
+            parts = list((data_dir / "tmp").glob("landing-*/file-*.download"))
+            progress["downloaded"] = sum(p.stat().st_size for p in parts if p.exists())
+            return progress["downloaded"] > 1_000_000
+
+        sigkill_when(child, mid_download, timeout=60, poll=0.02)
+        downloaded = progress["downloaded"]
         assert 0 < downloaded < size  # killed in the middle of the download
 
         # Nothing partial visible: the partition is the previous version, byte for byte; readers that

@@ -9,10 +9,8 @@ landing (in this process) replaces the window, removes the dead staging and abor
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import uuid
 
 import pyarrow.parquet as pq
@@ -23,7 +21,7 @@ from amc_pipeline.results.landing import land_execution
 from amc_pipeline.results.storage import resolve_results_root
 from amc_pipeline.simulator import Scenario, SimulatorServer
 from amc_pipeline_tests.harness import FAST_RETRY, credentials, sim_config
-from amc_pipeline_tests.reliability.common import served_rows
+from amc_pipeline_tests.reliability.common import served_rows, sigkill_when
 from amc_pipeline_tests.reliability.proxy import TcpProxy
 from amc_pipeline_tests.reliability.test_kill_download import CHILD, INSTANCE, PROJECT, run_to_success
 from amc_pipeline_tests.s3 import aws_env, s3_server
@@ -72,22 +70,8 @@ def test_sigkill_mid_upload_keeps_old_version_and_next_landing_aborts_the_upload
              json.dumps(big_columns), ROOT_URI],
             cwd=PROJECT, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
-        try:
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline and child.poll() is None and not open_uploads(s3.client):
-                time.sleep(0.01)
-            assert child.poll() is None, f"child ended before the kill: {child.communicate()}"
-            time.sleep(0.5)  # part of the part is on its way
-            assert child.poll() is None
-            os.kill(child.pid, signal.SIGKILL)
-            child.wait(timeout=10)
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait(timeout=10)
-            child.stdout.close()
-            child.stderr.close()
-        assert child.returncode == -signal.SIGKILL
+        # Killed while a multipart upload is open: part of the part is on its way.
+        sigkill_when(child, lambda: bool(open_uploads(s3.client)), timeout=90, poll=0.01, settle=0.5)
 
         # What a reader sees: the previous version, object for object; no partial object anywhere.
         assert objects(s3.client, "results/wf/") == before
