@@ -34,6 +34,8 @@ INSTANCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")
 RESERVED_NAMES: frozenset[str] = frozenset({"execution_metrics", "execution_overview"})
 ENTITY_PATTERN = re.compile(r"^[A-Za-z0-9]{4,64}$")
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.\-/]{1,63}$")
+#: An environment variable's name (what it holds may be a secret, which never lives in the YAML).
+ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 PartitionKind = Literal["daily", "weekly", "monthly"]
 
@@ -46,12 +48,65 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: The account every instance belongs to when the YAML has no `accounts:` block (today's one set of
+#: credentials in AMC_CLIENT_ID / AMC_CLIENT_SECRET / AMC_REFRESH_TOKEN).
+DEFAULT_ACCOUNT = "default"
+#: At most 48 characters: the account's heartbeat row is named `account:<name>` (64 at most).
+ACCOUNT_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,47}$")
+#: A fanned-out partition key is `<YYYY-MM-DD>|<instance id>` in the store's 64-character column.
+MAX_FAN_OUT_INSTANCE_ID = 64 - len("2026-01-01|")
+
+
+class AccountConfig(_Model):
+    """One Login-with-Amazon credential set (an Amazon Ads account), read from the environment variables
+    it names, never from the YAML; and the account's own limit on executions in parallel (AMC: 200
+    through the API, across all of the account's instances)."""
+
+    name: str
+    client_id_env: str = "AMC_CLIENT_ID"
+    client_secret_env: str = "AMC_CLIENT_SECRET"
+    refresh_token_env: str = "AMC_REFRESH_TOKEN"
+    max_active_executions: int = Field(default=200, ge=1, le=100_000)
+
+    @field_validator("name")
+    @classmethod
+    def _account_name(cls, value: str) -> str:
+        if not ACCOUNT_PATTERN.match(value):
+            raise ValueError(f"expected [a-z][a-z0-9_-]* (at most 48 characters), got {value!r}")
+        return value
+
+    @field_validator("client_id_env", "client_secret_env", "refresh_token_env", mode="before")
+    @classmethod
+    def _env_name(cls, value: Any) -> Any:
+        # Never quote a bad value: it may be the secret itself, pasted in by mistake.
+        if not isinstance(value, str) or not ENV_NAME_PATTERN.match(value):
+            raise ValueError("expected the name of an environment variable (e.g. AMC_CLIENT_SECRET_AGENCY_A); "
+                             "credentials themselves never live in the YAML")
+        return value
+
+    @property
+    def env_names(self) -> tuple[str, str, str]:
+        return (self.client_id_env, self.client_secret_env, self.refresh_token_env)
+
+
 class InstanceConfig(_Model):
     instance_id: str
     advertiser_id: str
     marketplace_id: str
+    #: The account whose credentials reach this instance (see `accounts:`).
+    account: str = DEFAULT_ACCOUNT
+    #: Free-form labels a fanned-out workflow can select instances by (`instances: {tags: {...}}`).
+    tags: dict[str, str] = Field(default_factory=dict)
     max_active_executions: int = Field(default=10, ge=1, le=1000)
     daily_execution_quota: int = Field(default=30, ge=1, le=100_000)
+
+    @field_validator("tags")
+    @classmethod
+    def _instance_tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, tag_value in value.items():
+            if not TAG_PATTERN.match(key) or not TAG_PATTERN.match(str(tag_value)):
+                raise ValueError(f"tag {key!r}: {tag_value!r} must be letters, digits, '_', '.', '-', '/'")
+        return value
 
     @field_validator("instance_id")
     @classmethod
@@ -70,7 +125,11 @@ class InstanceConfig(_Model):
 
 class WorkflowConfig(_Model):
     name: str
-    instance_id: str
+    #: The one instance this workflow runs on; or `instances`, to run it on several (fan-out).
+    instance_id: str | None = None
+    #: Fan-out: the instances this workflow runs on, resolved from a list of ids, `all`, or
+    #: `{tags: {key: value}}` when the file is loaded (PipelineConfig._resolve_instances).
+    instances: tuple[str, ...] | None = None
     sql: str | None = None
     workflow_id: str | None = None
     partitions: PartitionKind = "daily"
@@ -134,6 +193,15 @@ class WorkflowConfig(_Model):
 
     @model_validator(mode="after")
     def _source(self) -> WorkflowConfig:
+        if (self.instance_id is None) == (self.instances is None):
+            raise ValueError("give exactly one of instance_id (one instance) or instances (a list, all, "
+                             "or {tags: {...}}: the workflow runs on each of them)")
+        if self.instances is not None:
+            if not self.instances:
+                raise ValueError("instances: the list is empty (no instance matched)")
+            if len(set(self.instances)) != len(self.instances):
+                twice = sorted({i for i in self.instances if self.instances.count(i) > 1})
+                raise ValueError(f"instances: listed twice: {twice}")
         if bool(self.sql) == bool(self.workflow_id):
             raise ValueError("give exactly one of sql (ad hoc) or workflow_id (a saved AMC workflow)")
         if self.end_date is not None and self.end_date < self.start_date:
@@ -143,6 +211,19 @@ class WorkflowConfig(_Model):
     @property
     def is_ad_hoc(self) -> bool:
         return self.sql is not None
+
+    @property
+    def fan_out(self) -> bool:
+        """True when the workflow runs on `instances` (its partitions are window x instance)."""
+        return self.instances is not None
+
+    @property
+    def instance_ids(self) -> tuple[str, ...]:
+        """Every instance this workflow runs on, in configured order."""
+        if self.instances is not None:
+            return self.instances
+        assert self.instance_id is not None
+        return (self.instance_id,)
 
 
 class MonitorConfig(_Model):
@@ -173,6 +254,9 @@ class MonitorConfig(_Model):
     landing_retry_seconds: float = Field(default=60.0, ge=0)
     max_landing_attempts: int = Field(default=5, ge=1)
     landing_lease_seconds: float = Field(default=1800.0, gt=0)
+    #: Landing runs the landing sensor keeps in flight per AMC instance, and in all.
+    max_landings_per_instance: int = Field(default=2, ge=1, le=100)
+    max_concurrent_landings: int = Field(default=6, ge=1, le=1000)
     check_interval_seconds: int = Field(default=300, ge=10)
     metrics_cron: str = "0 * * * *"
 
@@ -287,8 +371,6 @@ class StorageConfig(_Model):
 #: What a notification target may ask for (see amc_pipeline/notify/events.py for when each is sent).
 NOTIFICATION_EVENTS: tuple[str, ...] = ("failed", "stuck", "landing_failed", "recovered", "unhealthy")
 NotificationEvent = Literal["failed", "stuck", "landing_failed", "recovered", "unhealthy"]
-#: An environment variable's name (the URL it holds is a secret and never lives in the YAML).
-ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 TARGET_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
@@ -366,13 +448,62 @@ class NotificationsConfig(_Model):
         return self
 
 
+def _implicit_accounts() -> tuple[AccountConfig, ...]:
+    return (AccountConfig(name=DEFAULT_ACCOUNT),)
+
+
 class PipelineConfig(_Model):
+    accounts: tuple[AccountConfig, ...] = Field(default_factory=_implicit_accounts)
     instances: tuple[InstanceConfig, ...]
     workflows: tuple[WorkflowConfig, ...]
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
 
     notifications: NotificationsConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_instances(cls, data: Any) -> Any:
+        """Expand each workflow's `instances: all | {tags: {...}} | [ids]` into a list of ids, and give
+        instances without `account` the only account when exactly one is configured.
+
+        Why before validation: the selection depends on the instances block, and the rest of the
+        code then sees one form (a tuple of ids). A selector matching nothing is an error, not an
+        empty workflow.
+        """
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        raw_instances = data.get("instances")
+        accounts = data.get("accounts")
+        if isinstance(raw_instances, list) and isinstance(accounts, list) and len(accounts) == 1 \
+                and isinstance(accounts[0], dict) and "name" in accounts[0]:
+            only = accounts[0]["name"]
+            raw_instances = [({**i, "account": only} if isinstance(i, dict) and "account" not in i else i)
+                             for i in raw_instances]
+            data["instances"] = raw_instances
+        workflows = data.get("workflows")
+        if not isinstance(workflows, list) or not isinstance(raw_instances, list):
+            return data
+        known = [i for i in raw_instances if isinstance(i, dict) and isinstance(i.get("instance_id"), str)]
+        resolved = []
+        for index, workflow in enumerate(workflows):
+            if isinstance(workflow, dict) and "instances" in workflow:
+                workflow = {**workflow, "instances": _select_instances(workflow["instances"], known, index)}
+            resolved.append(workflow)
+        data["workflows"] = resolved
+        return data
+
+    @model_validator(mode="after")
+    def _accounts(self) -> PipelineConfig:
+        names = [a.name for a in self.accounts]
+        if len(set(names)) != len(names):
+            raise ValueError(f"account names must be unique, got {names}")
+        for index, instance in enumerate(self.instances):
+            if instance.account not in names:
+                raise ValueError(f"instances[{index}].account: unknown account {instance.account!r} "
+                                 f"(configured: {', '.join(names)})")
+        return self
 
     @model_validator(mode="after")
     def _notification_workflows(self) -> PipelineConfig:
@@ -393,12 +524,35 @@ class PipelineConfig(_Model):
         if len(set(names)) != len(names):
             raise ValueError(f"workflow names must be unique, got {names}")
         for index, workflow in enumerate(self.workflows):
-            if workflow.instance_id not in ids:
-                raise ValueError(
-                    f"workflows[{index}].instance_id: unknown instance {workflow.instance_id!r}"
-                    f" (configured: {', '.join(ids) or 'none'})"
-                )
+            field_name = "instances" if workflow.fan_out else "instance_id"
+            for instance_id in workflow.instance_ids:
+                if instance_id not in ids:
+                    raise ValueError(
+                        f"workflows[{index}].{field_name}: unknown instance {instance_id!r}"
+                        f" (configured: {', '.join(ids) or 'none'})"
+                    )
+                if workflow.fan_out and len(instance_id) > MAX_FAN_OUT_INSTANCE_ID:
+                    raise ValueError(
+                        f"workflows[{index}].instances: instance id {instance_id!r} is longer than "
+                        f"{MAX_FAN_OUT_INSTANCE_ID} characters; a fanned-out partition key "
+                        f"<window>|<instance> must fit the store's 64")
+            if workflow.fan_out and self.storage.table_format == "iceberg":
+                raise ValueError(f"workflows[{index}].instances: a workflow fanned out over instances lands "
+                                 f"as hive-partitioned Parquet (instance_id=/window_start=); "
+                                 f"storage.table_format: iceberg supports one instance per workflow")
         return self
+
+    def account(self, name: str) -> AccountConfig:
+        for account in self.accounts:
+            if account.name == name:
+                return account
+        raise KeyError(name)
+
+    def account_of(self, instance_id: str) -> AccountConfig:
+        return self.account(self.instance(instance_id).account)
+
+    def instances_of(self, account: str) -> tuple[InstanceConfig, ...]:
+        return tuple(i for i in self.instances if i.account == account)
 
     def instance(self, instance_id: str) -> InstanceConfig:
         for instance in self.instances:
@@ -411,6 +565,27 @@ class PipelineConfig(_Model):
             if workflow.name == name:
                 return workflow
         raise KeyError(name)
+
+
+def _select_instances(selector: Any, known: list[dict[str, Any]], index: int) -> Any:
+    """A workflow's `instances:` as a list of ids: `all`, `{tags: {k: v}}` (every tag must match), or ids."""
+    where = f"workflows[{index}].instances"
+    if selector == "all":
+        return [i["instance_id"] for i in known]
+    if isinstance(selector, dict):
+        if set(selector) != {"tags"} or not isinstance(selector["tags"], dict) or not selector["tags"]:
+            raise ValueError(f"{where}: expected a list of instance ids, 'all', or {{tags: {{key: value}}}}")
+        wanted = {str(k): str(v) for k, v in selector["tags"].items()}
+        chosen = [i["instance_id"] for i in known
+                  if isinstance(i.get("tags"), dict)
+                  and all(str(i["tags"].get(k)) == v for k, v in wanted.items())]
+        if not chosen:
+            raise ValueError(f"{where}: no instance has tags {wanted}")
+        return chosen
+    if isinstance(selector, str):
+        raise ValueError(f"{where}: expected a list of instance ids, 'all', or {{tags: {{key: value}}}}, "
+                         f"got {selector!r}")
+    return selector
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:

@@ -24,7 +24,7 @@ from amc_pipeline.defs.workflow_assets import workflow_assets_defs
 def build_definitions(config: PipelineConfig) -> dg.Definitions:
     jobs = workflow_jobs(config)
     return dg.Definitions.merge(
-        resources_defs(),
+        resources_defs(config),
         workflow_assets_defs(config),
         monitor_defs(config),
         cancel_defs(config),

@@ -82,7 +82,7 @@ def request_demo_partitions(config: PipelineConfig, partitions: dict[str, int] |
         keys = partitions_def(workflow).get_partition_keys()[-count:]
         for key in keys:
             window = window_for(workflow, key)
-            store.enqueue(workflow=workflow.name, instance_id=workflow.instance_id, partition_key=key,
+            store.enqueue(workflow=workflow.name, instance_id=window.instance_id, partition_key=key,
                           window_start=window.start_utc, window_end=window.end_utc)
             requested.append(f"{workflow.name}/{key}")
     return requested

@@ -14,11 +14,28 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from amc_pipeline.config import WorkflowConfig
+from amc_pipeline.partition_keys import INSTANCE_DIMENSION, TIME_DIMENSION, fan_out_key, split_key
 
 _PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 28}
 
 
-def partitions_def(workflow: WorkflowConfig) -> dg.TimeWindowPartitionsDefinition:
+def partitions_def(workflow: WorkflowConfig) -> dg.PartitionsDefinition:
+    """The workflow's windows; for a workflow on several instances, window x instance.
+
+    Why a MultiPartitionsDefinition for fan-out (README "Many advertisers"): one asset per workflow
+    keeps one dataset, one node in the graph and one backfill action across every instance, while
+    each (window, instance) keeps its own execution, status, metadata and check results.
+    """
+    windows = time_partitions_def(workflow)
+    if not workflow.fan_out:
+        return windows
+    return dg.MultiPartitionsDefinition({
+        TIME_DIMENSION: windows,
+        INSTANCE_DIMENSION: dg.StaticPartitionsDefinition(list(workflow.instance_ids)),
+    })
+
+
+def time_partitions_def(workflow: WorkflowConfig) -> dg.TimeWindowPartitionsDefinition:
     """Daily, weekly (Monday-based) or monthly windows from `start_date` in the workflow's time zone.
 
     The newest windows are held back by `data_lag_days`, since AMC's data lags: exactly for daily
@@ -43,6 +60,8 @@ class Window:
     start_local: datetime
     end_local: datetime
     timezone: str
+    #: The instance the window runs on (a fanned-out workflow's key names it).
+    instance_id: str = ""
 
     @property
     def start_utc(self) -> datetime:
@@ -54,14 +73,27 @@ class Window:
 
 
 def window_for(workflow: WorkflowConfig, partition_key: str) -> Window:
-    """The window a partition key covers; raises ValueError for a key outside the workflow's range."""
-    pdef = partitions_def(workflow)
+    """The window (and instance) a partition key covers; raises ValueError for a key outside the
+    workflow's range or naming an instance the workflow does not run on."""
+    window_key, instance_id = split_key(partition_key)
+    if workflow.fan_out:
+        if instance_id is None:
+            example = fan_out_key(workflow.start_date.isoformat(), workflow.instance_ids[0])
+            raise ValueError(f"{workflow.name}: {partition_key!r} names no instance; expected "
+                             f"<window>|<instance>, e.g. {example!r}")
+        if instance_id not in workflow.instance_ids:
+            raise ValueError(f"{workflow.name}: {partition_key!r}: the workflow does not run on "
+                             f"instance {instance_id!r}")
+    elif instance_id is not None:
+        raise ValueError(f"{workflow.name}: {partition_key!r} is not a {workflow.partitions} partition key "
+                         f"(the workflow runs on one instance, {workflow.instance_id})")
+    pdef = time_partitions_def(workflow)
     try:
-        time_window = pdef.time_window_for_partition_key(partition_key)
+        time_window = pdef.time_window_for_partition_key(window_key)
     except Exception as exc:  # Dagster raises several types for unparseable keys
         raise ValueError(f"{workflow.name}: {partition_key!r} is not a {workflow.partitions} partition key") from exc
     first = pdef.get_first_partition_key()
-    if first is None or partition_key < first or (workflow.end_date and time_window.start.date() > workflow.end_date):
+    if first is None or window_key < first or (workflow.end_date and time_window.start.date() > workflow.end_date):
         raise ValueError(f"{workflow.name}: partition {partition_key!r} is outside the workflow's range")
     zone = ZoneInfo(workflow.timezone)
     return Window(
@@ -69,7 +101,13 @@ def window_for(workflow: WorkflowConfig, partition_key: str) -> Window:
         start_local=time_window.start.astimezone(zone),
         end_local=time_window.end.astimezone(zone),
         timezone=workflow.timezone,
+        instance_id=instance_id or workflow.instance_ids[0],
     )
+
+
+def partition_key_for(workflow: WorkflowConfig, window_key: str, instance_id: str) -> str:
+    """The partition key of `window_key` on `instance_id` in this workflow's partitioning."""
+    return fan_out_key(window_key, instance_id) if workflow.fan_out else window_key
 
 
 def utc_day_start(now: datetime) -> datetime:

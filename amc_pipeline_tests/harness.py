@@ -30,9 +30,11 @@ FAST_RETRY = RetryPolicy(attempts=4, wait_initial=0.01, wait_max=0.05, budget_se
 
 
 def pipeline_config(workflows: list[dict[str, Any]], *, instance: dict | None = None,
-                    monitor: dict | None = None) -> PipelineConfig:
+                    monitor: dict | None = None, account: dict | None = None) -> PipelineConfig:
+    """One instance of the default account (`account` overrides that account's fields, e.g. its limit)."""
     base = {"instance_id": INSTANCE_ID, "partitions": "daily", "start_date": "2026-10-01", "data_lag_days": 0}
     return parse_config({
+        "accounts": [{"name": "default", **(account or {})}],
         "instances": [{**INSTANCE, **(instance or {})}],
         "workflows": [{**base, **w} for w in workflows],
         "monitor": {**FAST_MONITOR, **(monitor or {})},
@@ -66,7 +68,7 @@ class Rig:
 
     def request(self, workflow: str, partition_key: str, **kwargs: Any):
         window = window_for(self.config.workflow(workflow), partition_key)
-        return self.store.enqueue(workflow=workflow, instance_id=self.config.workflow(workflow).instance_id,
+        return self.store.enqueue(workflow=workflow, instance_id=window.instance_id,
                                   partition_key=partition_key, window_start=window.start_utc,
                                   window_end=window.end_utc, **kwargs)
 
@@ -93,8 +95,9 @@ class Rig:
 
 @contextmanager
 def rig(workflows: list[dict[str, Any]], *, database_url: str, scenarios: dict[str, Scenario] | None = None,
-        monitor: dict | None = None, instance: dict | None = None, **sim_overrides: Any) -> Iterator[Rig]:
-    config = pipeline_config(workflows, monitor=monitor, instance=instance)
+        monitor: dict | None = None, instance: dict | None = None, account: dict | None = None,
+        **sim_overrides: Any) -> Iterator[Rig]:
+    config = pipeline_config(workflows, monitor=monitor, instance=instance, account=account)
     with SimulatorServer(sim_config(scenarios=dict(scenarios or {}), **sim_overrides)) as sim:
         store = ExecutionStore(database_url)
         client = AmcClient(sim.url, credentials(sim), retry=FAST_RETRY)

@@ -55,6 +55,8 @@ def build_config(concurrency: int):
     base = {"instance_id": INSTANCE["instance_id"], "partitions": "daily", "start_date": "1990-01-01",
             "data_lag_days": 0, "sql": SQL, "max_runtime_minutes": 1440}
     return parse_config({
+        # Limits far past AMC's (10 per instance, 200 per account): this measures polling many.
+        "accounts": [{"name": "default", "max_active_executions": 100_000}],
         "instances": [{**INSTANCE, "max_active_executions": 1000, "daily_execution_quota": 100_000}],
         "workflows": [{**base, "name": STEADY}, {**base, "name": DONE}],
         "monitor": {"concurrency": concurrency},

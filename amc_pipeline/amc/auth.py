@@ -9,6 +9,9 @@ Why it looks like this:
 - The parsing here is I/O free; the HTTP call itself is made by the client's transport (sync or
   async), inside the same retry loop and time budget as the API call that needed the token. The
   two managers differ only in their lock (threading vs asyncio).
+- A refusal (LWA answers 400/401/403: a revoked or wrong refresh token) is remembered for the life of
+  the token cache (a run): every later call for that account fails at once with the same error
+  instead of asking LWA again, so a dead account costs one token request per run, not one per call.
 - Secrets never appear in reprs or messages: `AmcCredentials` and `AccessToken` mask them, and
   LWA's error text is passed through `redact_text` with the secret values before it is raised.
 """
@@ -79,6 +82,8 @@ class TokenState:
         # LWA may hand back a new refresh token; use the newest one we were given.
         self.refresh_token = credentials.refresh_token
         self.refresh_count = 0
+        #: LWA's refusal of this credential set, if it refused it (see the module docstring).
+        self.refused: AmcAuthError | None = None
         self._seen_secrets: list[str] = []
 
     def secrets(self) -> list[str]:
@@ -122,13 +127,15 @@ class TokenState:
             parts = [payload.get("error"), payload.get("error_description")] if isinstance(payload, dict) else []
             text = ": ".join(p for p in parts if isinstance(p, str) and p) or error_text(payload)
             text = redact_text(text or "no reason given", self.secrets())
-            raise AmcAuthError(
-                f"Login with Amazon refused the token refresh (HTTP {status_code}): {text}",
+            self.refused = AmcAuthError(
+                f"Login with Amazon refused the token refresh for client {self.credentials.client_id} "
+                f"(HTTP {status_code}): {text}",
                 error_type=ErrorType.AUTHENTICATION,
                 status_code=status_code,
                 details=text,
                 request_id=request_id,
             )
+            raise self.refused
         if status_code >= 300:
             text = redact_text(error_text(payload) or "no reason given", self.secrets())
             raise AmcError(
@@ -178,6 +185,8 @@ class TokenManager:
         with self._lock:
             value = self.state.current()
             if value is None:
+                if self.state.refused is not None:
+                    raise self.state.refused
                 value = self._fetch()
             return value
 
@@ -214,6 +223,8 @@ class AsyncTokenManager:
         async with self._lock():
             value = self.state.current()
             if value is None:
+                if self.state.refused is not None:
+                    raise self.state.refused
                 value = await self._fetch()
             return value
 

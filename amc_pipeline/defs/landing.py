@@ -4,6 +4,7 @@ Why a job per workflow: the workflows' partitions differ (daily, weekly, time zo
 partitioned job holds assets of one partitioning only.
 """
 
+from collections import Counter
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -31,10 +32,22 @@ def workflow_jobs(config: PipelineConfig) -> list[UnresolvedAssetJobDefinition]:
             workflow_job_name(w.name),
             selection=dg.AssetSelection.assets(workflow_asset_key(w.name)),
             description=f"Materialize amc/{w.name}: land its SUCCESS execution or request one.",
-            tags={"amc/instance": w.instance_id},
+            # A fanned-out workflow's instance is per partition: its landing runs carry the tag instead.
+            tags={} if w.fan_out else {"amc/instance": w.instance_id},
         )
         for w in config.workflows
     ]
+
+
+#: Run statuses that hold a landing slot (queued runs count: they will start).
+_IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+              dg.DagsterRunStatus.STARTED]
+
+
+def landings_in_flight(instance: dg.DagsterInstance) -> Counter[str]:
+    """In-flight landing runs per AMC instance (one run-storage query)."""
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={"amc/landing": "true"}, statuses=_IN_FLIGHT))
+    return Counter(run.tags.get("amc/instance", "") for run in runs)
 
 
 def _died_before_landing(instance: dg.DagsterInstance, run_key: str) -> bool:
@@ -89,9 +102,21 @@ def landing_defs(config: PipelineConfig, jobs: list[UnresolvedAssetJobDefinition
         now = datetime.now(UTC)
         store = amc_store.get_store()
         requests = []
-        for execution in store.landable(now, limit=MAX_REQUESTS_PER_TICK,
+        # Landings download and convert: at most max_landings_per_instance runs per AMC instance and
+        # max_concurrent_landings in all, counting the ones already in flight; the rest wait a tick.
+        busy = landings_in_flight(context.instance)
+        total = sum(busy.values())
+        held = 0
+        # Read past the first page, so one busy instance's backlog does not hide the others' windows.
+        for execution in store.landable(now, limit=MAX_REQUESTS_PER_TICK * 10,
                                         max_land_attempts=config.monitor.max_landing_attempts):
             if execution.workflow not in workflows:
+                continue
+            if len(requests) >= MAX_REQUESTS_PER_TICK:
+                break
+            if total >= config.monitor.max_concurrent_landings or \
+                    busy[execution.instance_id] >= config.monitor.max_landings_per_instance:
+                held += 1
                 continue
             run_key = f"land:{execution.id}:{execution.land_attempts + 1}"
             if _died_before_landing(context.instance, run_key):
@@ -111,11 +136,16 @@ def landing_defs(config: PipelineConfig, jobs: list[UnresolvedAssetJobDefinition
                           "amc/execution": str(execution.id)},
                 )
             )
+            busy[execution.instance_id] += 1
+            total += 1
         failures, cursor = _failure_reports(store, workflows, context.cursor)
         if cursor != context.cursor:
             context.update_cursor(cursor)
         requests += failures
         if not requests:
+            if held:
+                return dg.SkipReason(f"{held} finished execution(s) wait for a landing slot "
+                                     f"({total} landing run(s) in flight)")
             return dg.SkipReason("no finished AMC execution waiting to land or to report as failed")
         return requests
 

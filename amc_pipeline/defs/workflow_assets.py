@@ -49,14 +49,30 @@ def freshness_policy(workflow: WorkflowConfig) -> dg.FreshnessPolicy:
 
 def _description(workflow: WorkflowConfig) -> str:
     source = f"```sql\n{workflow.sql.strip()}\n```" if workflow.sql else f"saved AMC workflow `{workflow.workflow_id}`"
-    intro = workflow.description or f"AMC workflow `{workflow.name}` on instance `{workflow.instance_id}`."
+    where = (f"{len(workflow.instance_ids)} instances ({', '.join(f'`{i}`' for i in workflow.instance_ids[:10])}"
+             f"{', ...' if len(workflow.instance_ids) > 10 else ''}); one partition per window and instance"
+             if workflow.fan_out else f"instance `{workflow.instance_id}`")
+    intro = workflow.description or f"AMC workflow `{workflow.name}` on {where}."
     return f"{intro}\n\n{workflow.partitions.capitalize()} windows from {workflow.start_date}.\n\n{source}"
 
 
+def _spec_labels(workflow: WorkflowConfig) -> tuple[dict[str, str], dict[str, str], str]:
+    """The asset's tags, metadata and pool: per instance for a one-instance workflow; for a fanned-out
+    one the instance is in each partition key (and each run's `amc/instance` tag), not the asset."""
+    if workflow.fan_out:
+        return ({**workflow.tags, "amc/fan_out": "true"},
+                {"amc/workflow": workflow.name, "amc/instances": ", ".join(workflow.instance_ids)},
+                f"amc-{workflow.name}")
+    return ({**workflow.tags, "amc/instance": workflow.instance_id},
+            {"amc/workflow": workflow.name, "amc/instance": workflow.instance_id},
+            f"amc-{workflow.instance_id}")
+
+
 def workflow_asset(workflow: WorkflowConfig, config: PipelineConfig) -> dg.AssetsDefinition:
+    pipeline = config  # the inner function's `config` is its run config
     key = workflow_asset_key(workflow.name)
-    instance = config.instance(workflow.instance_id)
     pdef = partitions_def(workflow)
+    tags, asset_metadata, pool = _spec_labels(workflow)
     policy = config.monitor
     storage = config.storage
 
@@ -71,8 +87,8 @@ def workflow_asset(workflow: WorkflowConfig, config: PipelineConfig) -> dg.Asset
                 description=_description(workflow),
                 kinds={"amc", "parquet"},
                 owners=list(workflow.owners),
-                tags={**workflow.tags, "amc/instance": workflow.instance_id},
-                metadata={"amc/workflow": workflow.name, "amc/instance": workflow.instance_id},
+                tags=tags,
+                metadata=asset_metadata,
                 skippable=True,
                 freshness_policy=freshness_policy(workflow),
             )
@@ -82,7 +98,7 @@ def workflow_asset(workflow: WorkflowConfig, config: PipelineConfig) -> dg.Asset
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
         can_subset=True,
         check_specs=data_check_specs(workflow, pdef),
-        pool=f"amc-{workflow.instance_id}",
+        pool=pool,
     )
     def _workflow_asset(
         context: dg.AssetExecutionContext,
@@ -102,8 +118,10 @@ def workflow_asset(workflow: WorkflowConfig, config: PipelineConfig) -> dg.Asset
                 "reason": attempt.failure_reason or attempt.last_error or "",
                 "amc/execution_id": attempt.amc_execution_id or "", "amc/attempt": attempt.attempt,
             }, allow_retries=False)
+        window = window_for(workflow, context.partition_key)
+        instance = pipeline.instance(window.instance_id)
         outcome = request_window(
-            store, workflow, instance, window_for(workflow, context.partition_key), client=amc.get_client,
+            store, workflow, instance, window, client=amc.get_client,
             force_new=config.force_new_execution, redownload=config.redownload,
         )
         context.log.info(outcome.message)

@@ -53,6 +53,8 @@ class PassReport:
     retried: int = 0
     timed_out: int = 0
     changes: list[StatusChange] = field(default_factory=list)
+    #: Accounts whose credentials Login with Amazon refused in this pass -> the (secret-free) error.
+    refused_accounts: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
         return (
@@ -60,4 +62,5 @@ class PassReport:
             f"deferred={self.deferred} checked={self.checked} list_requests={self.list_requests} "
             f"get_requests={self.get_requests} errors={self.errors} outage={self.outage} "
             f"retried={self.retried} timed_out={self.timed_out} changes={len(self.changes)}"
+            + (f" refused_accounts={','.join(sorted(self.refused_accounts))}" if self.refused_accounts else "")
         )

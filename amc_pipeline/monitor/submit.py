@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from amc_pipeline.amc.client import AmcClient, execution_body
-from amc_pipeline.amc.errors import FINAL_TYPES, AmbiguousCreateError, AmcError, ErrorType
+from amc_pipeline.amc.errors import FINAL_TYPES, AmbiguousCreateError, AmcAuthError, AmcError, ErrorType
 from amc_pipeline.amc.models import AmcExecution, format_window_time
-from amc_pipeline.config import InstanceConfig, PipelineConfig, WorkflowConfig
+from amc_pipeline.config import AccountConfig, InstanceConfig, PipelineConfig, WorkflowConfig
 from amc_pipeline.monitor.events import PassReport
 from amc_pipeline.monitor.transitions import apply_observation, first_check_at, move
 from amc_pipeline.partitions import next_utc_day, utc_day_start, window_for
@@ -58,52 +58,117 @@ def submit_queued(
     report: PassReport | None = None,
     instances: Iterable[InstanceConfig] | None = None,
 ) -> PassReport:
-    """Send due QUEUED attempts to AMC, oldest request first, while each instance has room."""
+    """Send due QUEUED attempts to AMC, fairly, while each instance and its account have room.
+
+    Per account: the instances' active and daily limits as before, plus the account's own
+    `max_active_executions` across all its instances. Queued work is taken round-robin over
+    (instance, workflow) by oldest request (`fair_order`), so one long backfill cannot hold every
+    slot while another workflow's or instance's daily window waits.
+    """
     now = now or datetime.now(UTC)
     report = report or PassReport()
-    for instance in instances or config.instances:
-        _submit_for_instance(store, client, config, instance, now, report)
+    waiting = store.instances_with_submit_work(now)
+    chosen = [i for i in (instances or config.instances) if i.instance_id in waiting]
+    by_account: dict[str, list[InstanceConfig]] = {}
+    for instance in chosen:
+        by_account.setdefault(instance.account, []).append(instance)
+    for account_name, group in by_account.items():
+        _submit_for_account(store, client, config, config.account(account_name), group, now, report)
     return report
 
 
-def _submit_for_instance(
+def fair_order(candidates: list[tuple[InstanceConfig, ExecutionView, Attempt]]
+               ) -> list[tuple[InstanceConfig, ExecutionView, Attempt]]:
+    """Round-robin over (instance, workflow) by oldest request: every group's oldest window, then every
+    group's second oldest, and so on; within a round, oldest request first."""
+    rank: dict[tuple[str, str], int] = {}
+    keyed = []
+    for instance, execution, attempt in sorted(candidates, key=lambda c: (c[1].requested_at, c[1].id)):
+        group = (instance.instance_id, execution.workflow)
+        position = rank.get(group, 0)
+        rank[group] = position + 1
+        keyed.append(((position, execution.requested_at, execution.id), (instance, execution, attempt)))
+    keyed.sort(key=lambda item: item[0])
+    return [candidate for _, candidate in keyed]
+
+
+def _submit_for_account(
     store: ExecutionStore,
     client: AmcClient,
     config: PipelineConfig,
-    instance: InstanceConfig,
+    account: AccountConfig,
+    group: list[InstanceConfig],
     now: datetime,
     report: PassReport,
 ) -> None:
-    active = store.active_count(instance.instance_id)
-    used_today = store.submitted_since(instance.instance_id, utc_day_start(now))
-    room = min(instance.max_active_executions - active, instance.daily_execution_quota - used_today)
-    quota_left = instance.daily_execution_quota - used_today
-    # Creates whose outcome is unknown come first: resolving one uses no new slot, and it must happen
-    # before anything could POST the same window again.
-    for execution, attempt in store.ambiguous_attempts(instance.instance_id, now=now):
-        workflow = _workflow(config, execution.workflow)
-        if workflow is not None:
-            _resolve_ambiguous(store, client, config, instance, workflow, execution, attempt, now, report)
-    for execution, attempt in store.queued_for_submit(instance.instance_id, now, limit=max(room, 0) + 500):
+    everyone = [i.instance_id for i in config.instances_of(account.name)]
+    active = store.active_counts(everyone)
+    account_room = account.max_active_executions - sum(active.values())
+    room: dict[str, int] = {}
+    quota_left: dict[str, int] = {}
+    candidates: list[tuple[InstanceConfig, ExecutionView, Attempt]] = []
+    for instance in group:
+        iid = instance.instance_id
+        used_today = store.submitted_since(iid, utc_day_start(now))
+        quota_left[iid] = instance.daily_execution_quota - used_today
+        room[iid] = min(instance.max_active_executions - active.get(iid, 0), quota_left[iid])
+        # Creates whose outcome is unknown come first: resolving one uses no new slot, and it must
+        # happen before anything could POST the same window again.
+        for execution, attempt in store.ambiguous_attempts(iid, now=now):
+            workflow = _workflow(config, execution.workflow)
+            if workflow is not None:
+                _resolve_ambiguous(store, client, config, instance, workflow, execution, attempt, now, report)
+        candidates.extend((instance, execution, attempt)
+                          for execution, attempt in store.queued_for_submit(iid, now, limit=max(room[iid], 0) + 500))
+        if quota_left[iid] <= 0:
+            log.info("instance %s used its daily quota (%s); queued executions wait until %s UTC",
+                     iid, instance.daily_execution_quota, next_utc_day(now).isoformat())
+    refused: AmcAuthError | None = None
+    for instance, execution, attempt in fair_order(candidates):
+        iid = instance.instance_id
         workflow = _workflow(config, execution.workflow)
         if workflow is None:
             log.warning("execution %s names workflow %r, which is no longer configured; left queued",
                         execution.id, execution.workflow)
             continue
-        if room <= 0:
+        if refused is not None:
+            _defer_refused(store, config, attempt, refused, now, report)
+            continue
+        if room[iid] <= 0 or account_room <= 0:
             # Wait for a free slot (re-checked after the next poll) or for tomorrow's quota, so that an
             # instance at its limits does not make the sensor launch a run every tick.
-            wake = next_utc_day(now) if quota_left <= 0 else now + timedelta(
+            wake = next_utc_day(now) if quota_left[iid] <= 0 else now + timedelta(
                 seconds=config.monitor.poll_initial_seconds)
             store.update_attempt(attempt.id, expect_status=QUEUED, next_check_at=wake)
             report.deferred += 1
             continue
-        if _submit_one(store, client, config, instance, workflow, execution, attempt, now, report):
-            room -= 1
-            quota_left -= 1
-    if used_today >= instance.daily_execution_quota:
-        log.info("instance %s used its daily quota (%s); queued executions wait until %s UTC",
-                 instance.instance_id, instance.daily_execution_quota, next_utc_day(now).isoformat())
+        try:
+            used = _submit_one(store, client, config, instance, workflow, execution, attempt, now, report)
+        except AmcAuthError as exc:
+            # Login with Amazon refused this account's credentials: nothing was created. Its windows
+            # wait (they are not the query's fault) and the run says which account; other accounts
+            # carry on. The token cache remembers the refusal, so this costs one token request.
+            refused = exc
+            report.refused_accounts[account.name] = str(exc)
+            log.error("account %s: %s; its queued executions wait", account.name, exc)
+            _defer_refused(store, config, attempt, exc, now, report)
+            continue
+        if used:
+            room[iid] -= 1
+            quota_left[iid] -= 1
+            account_room -= 1
+    if account_room <= 0:
+        log.info("account %s has %s executions active, its limit; queued executions wait",
+                 account.name, account.max_active_executions)
+
+
+def _defer_refused(store: ExecutionStore, config: PipelineConfig, attempt: Attempt, exc: AmcAuthError,
+                   now: datetime, report: PassReport) -> None:
+    store.update_attempt(attempt.id, expect_status=QUEUED, submit_started_at=None,
+                         next_check_at=now + timedelta(seconds=config.monitor.retry_max_seconds),
+                         last_error=exc.details or str(exc), error_type=exc.error_type.value)
+    report.deferred += 1
+    report.errors += 1
 
 
 def _workflow(config: PipelineConfig, name: str) -> WorkflowConfig | None:
@@ -141,6 +206,9 @@ def _submit_one(
         _resolve_ambiguous(store, client, config, instance, workflow, execution, fresh, now, report,
                            just_created=True)
         return True
+    except AmcAuthError:
+        store.update_attempt(attempt.id, expect_status=QUEUED, submit_started_at=None)
+        raise
     except AmcError as exc:
         if exc.error_type in FINAL_TYPES:
             _fail_at_submit(store, execution, attempt, exc.error_type, exc.details or str(exc),

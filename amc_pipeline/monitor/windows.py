@@ -101,7 +101,7 @@ def request_window(
 
     if force_new or (previous is not None and previous.status in REQUEUE_AFTER):
         forced = store.enqueue_forced(
-            workflow=workflow.name, instance_id=workflow.instance_id, partition_key=key,
+            workflow=workflow.name, instance_id=window.instance_id, partition_key=key,
             window_start=window.start_utc, window_end=window.end_utc, now=now,
         )
         changes = []
@@ -122,7 +122,7 @@ def request_window(
 
     if execution is None:
         execution, created = store.enqueue(
-            workflow=workflow.name, instance_id=workflow.instance_id, partition_key=key,
+            workflow=workflow.name, instance_id=window.instance_id, partition_key=key,
             window_start=window.start_utc, window_end=window.end_utc, now=now,
         )
         return WindowOutcome(

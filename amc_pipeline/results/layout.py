@@ -1,7 +1,10 @@
 """Where landed results live, and how a partition is replaced without readers ever seeing half of it.
 
 Layout: `<data_dir>/results/<workflow>/window_start=<partition key>/part-NNNN.parquet`, one part per
-result file, readable with hive partitioning by pyarrow, pandas, DuckDB and Spark.
+result file, readable with hive partitioning by pyarrow, pandas, DuckDB and Spark. A workflow fanned
+out over instances nests the window under its instance,
+`<workflow>/instance_id=<instance>/window_start=<window>/`, so one dataset holds every advertiser and
+a reader gets `instance_id` as a column.
 
 Why staging + swap: a landing writes several files; if it dies halfway (a bad file, a killed run, a
 full disk) a reader must still see the previous complete version, never a mix. Parts are written
@@ -29,10 +32,13 @@ import shutil
 import uuid
 from pathlib import Path
 
+from amc_pipeline.partition_keys import split_key
+
 log = logging.getLogger(__name__)
 
 RESULTS_DIR = "results"
 PARTITION_COLUMN = "window_start"
+INSTANCE_COLUMN = "instance_id"
 STAGING_PREFIX = ".staging-"
 OLD_PREFIX = ".old-"
 LOCK_NAME = ".landing.lock"
@@ -58,8 +64,17 @@ def partition_dir(data_dir: str | os.PathLike[str], workflow: str, partition_key
 
 def partition_folder(workflow: str, partition_key: str, results_dir: str | os.PathLike[str]) -> Path:
     """`<results_dir>/<workflow>/window_start=<partition key>` (results_dir: a local results root)."""
-    key = _check_component(str(partition_key), "partition key")
-    return Path(results_dir) / _check_component(workflow, "workflow") / f"{PARTITION_COLUMN}={key}"
+    return Path(results_dir) / partition_relpath(workflow, partition_key)
+
+
+def _hive_components(partition_key: str) -> list[str]:
+    """`[window_start=<window>]`, or `[instance_id=<instance>, window_start=<window>]` for a
+    fanned-out key (`<window>|<instance>`)."""
+    window_key, instance_id = split_key(str(partition_key))
+    window = f"{PARTITION_COLUMN}={_check_component(window_key, 'partition key')}"
+    if instance_id is None:
+        return [window]
+    return [f"{INSTANCE_COLUMN}={_check_component(instance_id, 'instance id')}", window]
 
 
 def workflow_relpath(workflow: str) -> str:
@@ -68,9 +83,9 @@ def workflow_relpath(workflow: str) -> str:
 
 
 def partition_relpath(workflow: str, partition_key: str) -> str:
-    """`<workflow>/window_start=<partition key>`: where a partition sits under any results root."""
-    key = _check_component(str(partition_key), "partition key")
-    return f"{_check_component(workflow, 'workflow')}/{PARTITION_COLUMN}={key}"
+    """`<workflow>/window_start=<partition key>` (or `<workflow>/instance_id=<i>/window_start=<w>`):
+    where a partition sits under any results root."""
+    return "/".join([_check_component(workflow, "workflow"), *_hive_components(partition_key)])
 
 
 def part_name(index: int) -> str:

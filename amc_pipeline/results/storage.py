@@ -330,7 +330,8 @@ def publish_to_object_store(root: ResultsRoot, workflow: str, partition_key: str
     fs = root.filesystem
     token = token or uuid.uuid4().hex[:12]
     target = root.partition_path(workflow, partition_key)
-    staging = f"{root.staging_path(workflow)}/{partition_key}-{token}"
+    # The staging folder is one flat name: a fanned-out key's `|` becomes `@` (instance ids have none).
+    staging = f"{root.staging_path(workflow)}/{partition_key.replace('|', '@')}-{token}"
     rows = sum(pq.read_metadata(str(p)).num_rows for p in local_parts)
     sizes = {p.name: p.stat().st_size for p in local_parts}
     started = time.perf_counter()

@@ -6,7 +6,7 @@ see which index serves which question. None of them changes an attempt's status 
 through `transition`); `begin_submit` only claims a QUEUED attempt for its create call.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -114,19 +114,40 @@ class DueWork(StoreEngine):
 
     def active_count(self, instance_id: str) -> int:
         """Attempts holding (or maybe holding) an AMC slot: PENDING/RUNNING, or QUEUED with submit started."""
+        return self.active_counts([instance_id]).get(instance_id, 0)
+
+    def active_counts(self, instance_ids: Sequence[str]) -> dict[str, int]:
+        """`active_count` of each instance in one query (an account's limit spans all its instances);
+        instances with none are absent."""
+        if not instance_ids:
+            return {}
         stmt = (
-            select(func.count())
+            select(E.c.instance_id, func.count())
             .select_from(A.join(E, E.c.id == A.c.execution_id))
             .where(
-                E.c.instance_id == instance_id,
+                E.c.instance_id.in_(list(instance_ids)),
                 or_(
                     A.c.status.in_(sorted(ACTIVE)),
                     and_(A.c.status == QUEUED, A.c.submit_started_at.is_not(None)),
                 ),
             )
+            .group_by(E.c.instance_id)
         )
         with self._read() as conn:
-            return int(conn.execute(stmt).scalar_one())
+            return {row[0]: int(row[1]) for row in conn.execute(stmt)}
+
+    def instances_with_submit_work(self, now: datetime | None = None) -> set[str]:
+        """Instances with a QUEUED current attempt that is due (to submit, or an ambiguous create to
+        resolve): the submit pass visits only these, however many instances are configured."""
+        now = utc(now)
+        stmt = (
+            select(E.c.instance_id)
+            .select_from(A.join(E, E.c.current_attempt_id == A.c.id))
+            .where(A.c.status == QUEUED, A.c.next_check_at <= ts(now), E.c.live)
+            .distinct()
+        )
+        with self._read() as conn:
+            return {row[0] for row in conn.execute(stmt)}
 
     def submitted_since(self, instance_id: str, since: datetime) -> int:
         """Executions counted against the daily quota since `since`: submitted, or a create started

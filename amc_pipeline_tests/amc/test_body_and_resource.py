@@ -8,6 +8,7 @@ import dagster as dg
 import httpx
 import pytest
 
+from amc_pipeline.amc.accounts import AccountClients
 from amc_pipeline.amc.client import (
     AmcClient,
     AsyncAmcClient,
@@ -99,12 +100,14 @@ def test_resource_builds_working_clients(sim, instance, monkeypatch):
     @dg.asset
     def probe(amc: AmcResource) -> int:
         with amc.get_client() as client:
-            assert isinstance(client, AmcClient)
+            # Routed by account: the instance (no `account`) goes to the default account's client.
+            assert isinstance(client, AccountClients) and isinstance(client.for_instance(instance), AmcClient)
             page, _ = client.list_executions_page(instance, min_creation_time=datetime.now(UTC) - timedelta(hours=1))
 
         async def poll() -> int:
             async with amc.get_async_client(concurrency=3) as aclient:
-                assert isinstance(aclient, AsyncAmcClient) and aclient.concurrency == 3
+                routed = aclient.for_instance(instance)
+                assert isinstance(routed, AsyncAmcClient) and routed.concurrency == 3
                 page2, _ = await aclient.list_executions_page(instance, workflow_id="nothing-here")
                 return len(page) + len(page2)
 
