@@ -54,13 +54,14 @@ Behaviour worth knowing:
 """
 
 from amc_pipeline.simulator.app import SimulatorApp
-from amc_pipeline.simulator.config import Fault, Scenario, SimulatorConfig
+from amc_pipeline.simulator.config import Fault, Scenario, SimulatedAccount, SimulatorConfig
 from amc_pipeline.simulator.server import SimulatorServer, create_app, serve
 from amc_pipeline.simulator.state import SimulatorState, workflow_key
 
 __all__ = [
     "Fault",
     "Scenario",
+    "SimulatedAccount",
     "SimulatorApp",
     "SimulatorConfig",
     "SimulatorServer",

@@ -116,6 +116,39 @@ def _default_instances() -> dict[str, tuple[str, str]]:
     return {"amcdemo001": ("ENTITY1AA1AA11AAA1", "ATVPDKIKX0DER")}
 
 
+def _instances_from(value: dict[str, Any] | None) -> dict[str, tuple[str, str]]:
+    """Instances as {id: [adv, mkt]} or {id: {advertiser_id, marketplace_id}}."""
+    instances: dict[str, tuple[str, str]] = {}
+    for iid, item in (value or {}).items():
+        if isinstance(item, dict):
+            instances[iid] = (str(item["advertiser_id"]), str(item["marketplace_id"]))
+        else:
+            adv, mkt = item
+            instances[iid] = (str(adv), str(mkt))
+    return instances
+
+
+@dataclass
+class SimulatedAccount:
+    """Another Amazon Ads account beside the primary one (SimulatorConfig's own credentials): its own
+    Login-with-Amazon credentials, its instances, and its limit on executions in parallel."""
+
+    client_id: str
+    client_secret: str
+    refresh_token: str
+    instances: dict[str, tuple[str, str]] = field(default_factory=dict)
+    max_active_executions: int = 200
+
+    def __repr__(self) -> str:  # secrets never in reprs
+        return f"SimulatedAccount(client_id={self.client_id!r}, instances={list(self.instances)!r})"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SimulatedAccount:
+        data = dict(data)
+        data["instances"] = _instances_from(data.get("instances"))
+        return _from_known_fields(cls, data, "account")
+
+
 @dataclass
 class SimulatorConfig:
     """The simulated account: credentials, instances, timings, quotas and scenarios."""
@@ -135,6 +168,10 @@ class SimulatorConfig:
     #: Extension: initial faults and the seed for probabilistic faults.
     faults: list[Fault] = field(default_factory=list)
     seed: int | None = None
+    #: The primary account's limit on executions in parallel across its instances (AMC: 200).
+    max_active_executions: int = 200
+    #: More accounts, each with its own credentials and instances.
+    accounts: list[SimulatedAccount] = field(default_factory=list)
 
     def __repr__(self) -> str:  # secrets never in reprs
         return (
@@ -152,14 +189,10 @@ class SimulatorConfig:
         if unknown:
             raise ValueError(f"unknown simulator config field(s): {', '.join(sorted(unknown))}")
         if "instances" in data:
-            instances: dict[str, tuple[str, str]] = {}
-            for iid, value in (data["instances"] or {}).items():
-                if isinstance(value, dict):
-                    instances[iid] = (str(value["advertiser_id"]), str(value["marketplace_id"]))
-                else:
-                    adv, mkt = value
-                    instances[iid] = (str(adv), str(mkt))
-            data["instances"] = instances
+            data["instances"] = _instances_from(data["instances"])
+        if "accounts" in data:
+            data["accounts"] = [a if isinstance(a, SimulatedAccount) else SimulatedAccount.from_dict(a)
+                                for a in data["accounts"] or []]
         if "scenarios" in data:
             data["scenarios"] = {
                 key: value if isinstance(value, Scenario) else Scenario.from_dict(value)

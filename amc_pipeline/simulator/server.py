@@ -148,6 +148,14 @@ class SimulatorServer:
     def revoke_tokens(self) -> None:
         self._state().revoke_tokens()
 
+    def revoke_account(self, client_id: str) -> None:
+        """Revoke one account's refresh token (and its access tokens); the others keep working."""
+        self._state().revoke_account(client_id)
+
+    def accounts(self) -> dict[str, dict[str, Any]]:
+        """Per client id: instances, limit, the peak of executions active at once, refused creates."""
+        return self._state().accounts.summary()
+
     def advance_clock(self, seconds: float) -> None:
         self._state().advance_clock(seconds)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from amc_pipeline.simulator import results
+from amc_pipeline.simulator.accounts import Accounts
 from amc_pipeline.simulator.config import Fault, Scenario, SimulatorConfig
 
 ACTIVE = ("PENDING", "RUNNING")
@@ -56,6 +57,9 @@ class SimulatorState:
         self.config = config or SimulatorConfig()
         self.lock = threading.RLock()
         self.instances: dict[str, tuple[str, str]] = dict(self.config.instances)
+        for extra in self.config.accounts:
+            self.instances.update(extra.instances)
+        self.accounts = Accounts(self.config)
         self.scenarios: dict[str, Scenario] = dict(self.config.scenarios)
         self.faults: list[dict[str, Any]] = []
         self.rng = random.Random(self.config.seed)
@@ -153,9 +157,12 @@ class SimulatorState:
             self._meta("clock_offset", repr(self.clock_offset))
 
     # ---------------------------------------------------------------- instances, scenarios, faults, stats
-    def register_instance(self, instance_id: str, advertiser_id: str, marketplace_id: str) -> None:
+    def register_instance(self, instance_id: str, advertiser_id: str, marketplace_id: str,
+                          client_id: str | None = None) -> None:
+        """Add an instance to an account (the primary one unless `client_id` names another)."""
         with self.lock:
             self.instances[instance_id] = (advertiser_id, marketplace_id)
+            self.accounts.own(instance_id, client_id)
             if self.db is not None:
                 self.db.execute(
                     "INSERT OR REPLACE INTO instances (instance, advertiser, marketplace) VALUES (?, ?, ?)",
@@ -258,6 +265,25 @@ class SimulatorState:
             if self.now() >= entry[1]:
                 return None, "expired"
             return entry[0], ""
+
+    def revoke_account(self, client_id: str) -> None:
+        """Revoke one account's refresh token and its access tokens; other accounts keep working."""
+        with self.lock:
+            self.accounts.revoke(client_id)
+            for token in [t for t, (owner, _) in self.tokens.items() if owner == client_id]:
+                del self.tokens[token]
+                if self.db is not None:
+                    self.db.execute("DELETE FROM tokens WHERE token = ?", (token,))
+
+    def active_in_account(self, instance: str, now: float) -> tuple[int, int]:
+        """(executions PENDING or RUNNING now across the instance's account, that account's limit)."""
+        with self.lock:
+            account = self.accounts.account_of(instance)
+            if account is None:
+                return 0, 0
+            active = sum(1 for r in self.executions.values()
+                         if r["instance"] in account.instances and self.status_of(r, now)[0] in ("PENDING", "RUNNING"))
+            return active, account.max_active_executions
 
     def revoke_tokens(self) -> None:
         with self.lock:
@@ -362,6 +388,9 @@ class SimulatorState:
             }
             self.executions[execution_id] = record
             self._save_execution(record)
+            account = self.accounts.account_of(instance)
+            if account is not None:
+                account.peak_active = max(account.peak_active, self.active_in_account(instance, now)[0])
             return self.view(record, now)
 
     def _columns_for(self, scenario: Scenario) -> list[dict[str, str]]:

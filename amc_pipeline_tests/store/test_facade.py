@@ -15,11 +15,13 @@ MIXINS = (Executions, DueWork, Landing, Heartbeats, Notifications, Reports)
 
 # The public methods callers outside store/ rely on (enqueue_forced added by the split).
 PUBLIC = {
-    "active_attempts", "active_count", "active_counts", "ambiguous_attempts", "amc_ids_for", "attempt_pairs", "attempts_for",
+    "active_attempts", "active_count", "active_counts", "ambiguous_attempts", "amc_ids_for", "attempt_pairs",
+    "attempts_for",
     "attempts_since", "begin_landing", "begin_submit", "close", "due_checks", "due_for_poll", "due_summary",
     "enqueue", "enqueue_forced", "get", "get_attempt", "get_by_amc_id", "get_live", "heartbeat", "landable",
     "list_executions", "new_attempt", "queued_for_submit", "record_check", "record_checks", "record_heartbeat",
-    "record_land_failure", "record_landed", "instances_with_submit_work", "submitted_since", "transition", "update_attempt", "upgrade",
+    "record_land_failure", "record_landed", "instances_with_submit_work", "submitted_since", "transition",
+    "update_attempt", "upgrade",
     # The poll pass per instance (monitor/poll.py): which instances have a check due, past run times.
     "due_instances", "run_times",
     # Notifications (what each notification target was sent; amc_pipeline/notify/).

@@ -63,6 +63,11 @@ class AdminRoutes:
                                          "url_signatures": list(state.issued_signatures)})
             if action == "stats":
                 return JSONResponse(state.stats())
+            if action == "accounts" and method == "GET":
+                return JSONResponse(state.accounts.summary())
+            if action == "revoke-account" and method == "POST":
+                state.revoke_account(body["client_id"])
+                return JSONResponse({"revoked": body["client_id"]})
             if action == "revoke-tokens" and method == "POST":
                 state.revoke_tokens()
                 return JSONResponse({"revoked": True})
@@ -74,7 +79,8 @@ class AdminRoutes:
                 return JSONResponse({"reset": True})
             if action == "instances":
                 if method == "POST":
-                    state.register_instance(body["instance_id"], body["advertiser_id"], body["marketplace_id"])
+                    state.register_instance(body["instance_id"], body["advertiser_id"], body["marketplace_id"],
+                                            body.get("client_id"))
                 with state.lock:
                     return JSONResponse(
                         {k: {"advertiser_id": a, "marketplace_id": m} for k, (a, m) in state.instances.items()}

@@ -34,19 +34,12 @@ class TokenRoutes:
                 {"error": "unsupported_grant_type", "error_description": "grant_type must be refresh_token"},
                 400,
             )
-        if form.get("client_id") != cfg.client_id or form.get("client_secret") != cfg.client_secret:
+        refused = self.state.accounts.grant(form.get("client_id"), form.get("client_secret"), form.get("refresh_token"))
+        if refused:
             return JSONResponse(
                 {
                     "error": "invalid_grant",
-                    "error_description": "The request has an invalid grant parameter : client",
-                },
-                400,
-            )
-        if form.get("refresh_token") != cfg.refresh_token:
-            return JSONResponse(
-                {
-                    "error": "invalid_grant",
-                    "error_description": "The request has an invalid grant parameter : refresh_token",
+                    "error_description": f"The request has an invalid grant parameter : {refused}",
                 },
                 400,
             )
@@ -54,7 +47,7 @@ class TokenRoutes:
         return JSONResponse(
             {
                 "access_token": token,
-                "refresh_token": cfg.refresh_token,
+                "refresh_token": form["refresh_token"],
                 "token_type": "bearer",
                 "expires_in": int(cfg.token_ttl_seconds),
             }
@@ -74,7 +67,7 @@ def authorize(
         text = "The access token has expired" if why == "expired" else "Invalid access token"
         return instance, amc_error(401, f"Unauthorized: {text}", content_type)
     header_client = request.headers.get("amazon-advertising-api-clientid")
-    if header_client != client_id or header_client != state.config.client_id:
+    if header_client != client_id:
         return instance, amc_error(403, "Forbidden: the client id does not match the access token", content_type)
     advertiser = request.headers.get("amazon-advertising-api-advertiserid")
     marketplace = request.headers.get("amazon-advertising-api-marketplaceid")
@@ -88,6 +81,9 @@ def authorize(
         known = state.instances.get(instance)
     if known is None:
         return instance, amc_error(404, f"Instance {instance} not found", content_type)
+    if not state.accounts.may_use(client_id, instance):
+        return instance, amc_error(403, f"Forbidden: client {client_id} has no access to instance {instance}",
+                                   content_type)
     if advertiser != known[0]:
         return instance, amc_error(
             403, f"Advertiser {advertiser} has no access to instance {instance}", content_type

@@ -168,6 +168,14 @@ class ExecutionRoutes:
                     f"Daily limit of {quota} ad hoc workflow executions reached for instance {instance}",
                     headers={"Retry-After": str(retry_after)},
                 )
+            active, limit = self.state.active_in_account(instance, now)
+            if limit and active >= limit:
+                self.state.accounts.account_of(instance).refused_creates += 1
+                return amc_error(
+                    429,
+                    f"Too many concurrent workflow executions for the account: {active} running, limit {limit}",
+                    headers={"Retry-After": "60"},
+                )
             fields = {
                 "workflowId": workflow_id,
                 "workflowExecutionTimeoutSeconds": timeout,
