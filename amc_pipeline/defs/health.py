@@ -57,7 +57,8 @@ def health_defs(config: PipelineConfig) -> dg.Definitions:
     @dg.asset_check(asset=METRICS_KEY, name=HEALTH_CHECK_KEY.name,
                     description="The poller is current, AMC answers (token + one list call), error rate is low.")
     def amc_pipeline_healthy(amc_store: StoreResource, amc: AmcResource) -> dg.AssetCheckResult:
-        health = monitor_health(amc_store.get_store(), config, amc_probe=amc_probe_for(amc.get_client, config))
+        store = amc_store.get_store()
+        health = monitor_health(store, config, amc_probe=amc_probe_for(amc.get_client, config, store))
         return dg.AssetCheckResult(
             passed=health.healthy, severity=dg.AssetCheckSeverity.ERROR,
             description="; ".join(health.problems) or "healthy",

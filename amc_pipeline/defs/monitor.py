@@ -12,9 +12,11 @@ import dagster as dg
 from amc_pipeline.config import PipelineConfig
 from amc_pipeline.defs.observations import emit_changes
 from amc_pipeline.defs.resources import AmcResource, StoreResource
+from amc_pipeline.health.status import account_beat
 from amc_pipeline.monitor.events import PassReport
 from amc_pipeline.monitor.poll import poll_due
 from amc_pipeline.monitor.submit import submit_queued
+from amc_pipeline.store.store import ExecutionStore
 
 MONITOR_JOB = "amc_monitor"
 IN_FLIGHT_RUNS = [
@@ -32,24 +34,46 @@ def monitor_in_flight(instance: dg.DagsterInstance) -> dg.DagsterRun | None:
     return runs[0] if runs else None
 
 
+def record_account_beats(store: ExecutionStore, report: PassReport) -> None:
+    """`account:<name>` heartbeats: whether each account this pass used was served or refused."""
+    for name in sorted(report.accounts_seen | set(report.refused_accounts)):
+        refused = report.refused_accounts.get(name)
+        store.record_heartbeat(account_beat(name), ok=refused is None, detail=refused or "credentials accepted")
+
+
 def monitor_defs(config: PipelineConfig) -> dg.Definitions:
-    @dg.op(description="Submit QUEUED executions to AMC within each instance's active and daily limits.")
-    def submit_executions(context: dg.OpExecutionContext, amc: AmcResource, amc_store: StoreResource) -> None:
-        report = submit_queued(amc_store.get_store(), amc.get_client(), config, report=PassReport())
+    @dg.op(description="Submit QUEUED executions to AMC within each instance's and account's limits, "
+                        "round-robin over instances and workflows.",
+           out=dg.Out(dict, description="Accounts whose credentials were refused -> why."))
+    def submit_executions(context: dg.OpExecutionContext, amc: AmcResource, amc_store: StoreResource) -> dict:
+        store = amc_store.get_store()
+        report = submit_queued(store, amc.get_client(), config, report=PassReport())
+        record_account_beats(store, report)
         emit_changes(context, report.changes)
         context.log.info(f"submit pass: {report.summary()}")
+        return dict(report.refused_accounts)
 
-    @dg.op(
-        ins={"after_submit": dg.In(dg.Nothing)},
-        description="Check due PENDING/RUNNING executions (bounded concurrency; list pages when many).",
-    )
-    def poll_executions(context: dg.OpExecutionContext, amc: AmcResource, amc_store: StoreResource) -> None:
+    @dg.op(description="Check due PENDING/RUNNING executions (bounded concurrency; list pages when many); "
+                       "fails the run, after every other account's work, if an account's credentials were refused.")
+    def poll_executions(context: dg.OpExecutionContext, amc: AmcResource, amc_store: StoreResource,
+                        refused_at_submit: dict) -> None:
         store = amc_store.get_store()
         report = poll_due(store, lambda: amc.get_async_client(config.monitor.concurrency), config,
                           report=PassReport())
-        store.record_heartbeat("poll", ok=not report.outage, detail=report.summary())
+        refused = {**refused_at_submit, **report.refused_accounts}
+        outage = report.outage and not refused  # a refused account is reported as itself, below
+        store.record_heartbeat("poll", ok=not outage, detail=report.summary())
+        record_account_beats(store, report)
         emit_changes(context, report.changes)
-        context.log.info(f"poll pass: {report.summary()} token_refreshes={amc.token_refreshes}")
+        context.log.info(f"poll pass: {report.summary()} token_refreshes={amc.refreshes_by_account()}")
+        if refused:
+            raise dg.Failure(
+                description="Login with Amazon refused the credentials of "
+                + "; ".join(f"account {name} (instances {', '.join(i.instance_id for i in config.instances_of(name))})"
+                            f": {why}" for name, why in sorted(refused.items()))
+                + ". Their queued executions wait and their running ones are not seen until the account's "
+                  "environment variables hold working credentials; other accounts were served.",
+                metadata={"refused_accounts": ", ".join(sorted(refused))}, allow_retries=False)
 
     @dg.job(
         name=MONITOR_JOB,
@@ -57,7 +81,7 @@ def monitor_defs(config: PipelineConfig) -> dg.Definitions:
         tags={"amc/monitor": "true"},
     )
     def amc_monitor():
-        poll_executions(after_submit=submit_executions())
+        poll_executions(refused_at_submit=submit_executions())
 
     @dg.sensor(
         name="amc_monitor_sensor",

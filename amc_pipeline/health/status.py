@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from amc_pipeline.amc.client import AmcClient
-from amc_pipeline.amc.errors import AmcError
+from amc_pipeline.amc.errors import AmcAuthError, AmcError
 from amc_pipeline.config import PipelineConfig, WorkflowConfig
 from amc_pipeline.store.states import ACTIVE, CANCELLED, FAILED, PENDING, SUCCESS, TIMEOUT
 from amc_pipeline.store.store import ExecutionStore
@@ -104,6 +104,10 @@ def monitor_health(store: ExecutionStore, config: PipelineConfig, *, now: dateti
         health.facts["amc_reachable"] = problem is None
         if problem:
             health.problems.append(f"AMC unreachable: {problem}")
+    for account in config.accounts:  # after the probe, which records them afresh when it has the store
+        account_row = store.heartbeat(account_beat(account.name))
+        if account_row is not None and not account_row["ok"]:
+            health.problems.append(f"account {account.name}: {account_row['detail'] or 'credentials refused'}")
     recent = store.attempts_since(now - timedelta(hours=24))
     finished = [a for _, a in recent if a.status in (SUCCESS, FAILED, TIMEOUT)]
     errors = [a for a in finished if a.status != SUCCESS]
@@ -118,25 +122,52 @@ def monitor_health(store: ExecutionStore, config: PipelineConfig, *, now: dateti
     return health
 
 
-def amc_probe_for(get_client: Callable[[], AmcClient], config: PipelineConfig) -> Callable[[], str | None]:
-    """A callable that refreshes the token and makes one cheap list call per instance.
+def account_beat(account: str) -> str:
+    """The heartbeat row of an account: whether the last pass that used it had its token accepted."""
+    return f"account:{account}"
 
-    `get_client` is called inside the probe, so a configuration problem (a missing variable) is
-    reported as the probe's finding instead of failing whoever asked; the client is not closed here
-    (it belongs to its caller, e.g. the run's resource).
+
+def amc_probe_for(get_client: Callable[[], AmcClient], config: PipelineConfig,
+                  store: ExecutionStore | None = None) -> Callable[[], str | None]:
+    """A callable that refreshes each account's token and makes one cheap list call per instance.
+
+    Returns None, or which instances failed and why (with their account). `get_client` is called
+    inside the probe, so a configuration problem (a missing variable) is reported as the probe's
+    finding instead of failing whoever asked; the client is not closed here (it belongs to its
+    caller, e.g. the run's resource). With `store`, each account's heartbeat is recorded from the
+    probe, so an account that recovered (or broke) shows without waiting for monitor work.
     """
 
     def probe() -> str | None:
         try:
             client = get_client()
-            for instance in config.instances:
-                client.list_executions_page(instance, min_creation_time=datetime.now(UTC) - timedelta(hours=1),
-                                            limit=1)
-        except AmcError as exc:
-            return f"{exc.error_type.value}: {exc.details or exc}"
         except Exception as exc:  # configuration problems (missing env vars) surface here too
             return f"{type(exc).__name__}: {exc}"
-        return None
+        problems: list[str] = []
+        refused: dict[str, str] = {}
+        for instance in config.instances:
+            if instance.account in refused:
+                problems.append(f"instance {instance.instance_id} (account {instance.account}): not tried, "
+                                f"the account's credentials were refused")
+                continue
+            try:
+                client.list_executions_page(instance, min_creation_time=datetime.now(UTC) - timedelta(hours=1),
+                                            limit=1)
+            except AmcAuthError as exc:
+                refused[instance.account] = str(exc)
+                problems.append(f"instance {instance.instance_id} (account {instance.account}): "
+                                f"{exc.error_type.value}: {exc.details or exc}")
+            except AmcError as exc:
+                problems.append(f"instance {instance.instance_id} (account {instance.account}): "
+                                f"{exc.error_type.value}: {exc.details or exc}")
+            except Exception as exc:  # noqa: BLE001 - a probe reports, never raises
+                problems.append(f"instance {instance.instance_id} (account {instance.account}): "
+                                f"{type(exc).__name__}: {exc}")
+        if store is not None:
+            for account in {i.account for i in config.instances}:
+                store.record_heartbeat(account_beat(account), ok=account not in refused,
+                                       detail=refused.get(account, "credentials accepted"))
+        return "; ".join(problems) or None
 
     return probe
 

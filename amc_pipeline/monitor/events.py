@@ -55,6 +55,8 @@ class PassReport:
     changes: list[StatusChange] = field(default_factory=list)
     #: Accounts whose credentials Login with Amazon refused in this pass -> the (secret-free) error.
     refused_accounts: dict[str, str] = field(default_factory=dict)
+    #: Accounts this pass made AMC calls for (their heartbeats are recorded from it).
+    accounts_seen: set[str] = field(default_factory=set)
 
     def summary(self) -> str:
         return (

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from amc_pipeline.amc.client import AsyncAmcClient
-from amc_pipeline.amc.errors import AmcError, ErrorType
+from amc_pipeline.amc.errors import AmcAuthError, AmcError, ErrorType
 from amc_pipeline.amc.models import AmcExecution
 from amc_pipeline.config import PipelineConfig
 from amc_pipeline.monitor.cancel import cancel_attempt_async
@@ -98,6 +98,7 @@ async def poll_due_async(
         except KeyError:
             log.warning("%d active executions belong to unconfigured instance %s; skipped", len(items), instance_id)
             continue
+        report.accounts_seen.add(instance.account)
         items = await _enforce_timeouts(store, client, config, items, now, report)
         plan = strategy.plan(store, config, instance_id)
         await _poll_instance(store, client, config, instance, items, now, report, plan,
@@ -175,6 +176,11 @@ async def _poll_instance(store, client, config, instance, items: list[DueCheck],
                 seen(amc)
         outage = bool(errors) and not observed and all(
             e.error_type in OUTAGE_TYPES or (e.status_code or 0) >= 500 for e in errors.values())
+        refused = next((e for e in errors.values() if isinstance(e, AmcAuthError)), None)
+        if refused is not None:
+            # Login with Amazon refused the account's credentials: its instances cannot be seen, the
+            # executions keep running at AMC; the run says which account (defs/monitor.py).
+            report.refused_accounts[instance.account] = str(refused)
         if outage:
             report.outage = True
             log.warning("AMC unreachable for instance %s (%s); no execution is failed for it; polling resumes",

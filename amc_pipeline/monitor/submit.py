@@ -73,6 +73,7 @@ def submit_queued(
     for instance in chosen:
         by_account.setdefault(instance.account, []).append(instance)
     for account_name, group in by_account.items():
+        report.accounts_seen.add(account_name)
         _submit_for_account(store, client, config, config.account(account_name), group, now, report)
     return report
 
