@@ -237,7 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     config = build_config(args.concurrency)
     pending_seconds = 2.0
     sim = RemoteSimulator({
-        "daily_quota": 10 * n + 100, "max_active_executions": 10 * n + 100, "latency_seconds": 0.0, "pending_seconds": pending_seconds,
+        "daily_quota": 10 * n + 100, "max_active_executions": 10 * n + 100, "latency_seconds": 0.0,
+        "pending_seconds": pending_seconds,
         "scenarios": {STEADY: {"kind": "stuck_running"}, DONE: {"kind": "succeed"}},
     })
     try:

@@ -21,7 +21,7 @@ from amc_pipeline_tests.harness import Rig, rig
 SQL = "SELECT campaign, SUM(impressions) FROM t GROUP BY 1"
 BIG_INSTANCE = {"max_active_executions": 1000, "daily_execution_quota": 100_000}
 #: Past AMC's 200 per account too: this file is about polling many, not about the limits.
-BIG_ACCOUNT = {"max_active_executions": 100_000}
+BIG_LIMITS = {"account": {"max_active_executions": 100_000}, "max_active_executions": 100_000}
 START = date(2025, 1, 1)
 
 
@@ -47,7 +47,7 @@ def poll_pass(r: Rig, now: datetime | None = None) -> tuple[PassReport, dict[str
 
 def test_250_active_polled_with_list_pages(db_url):
     n = 250
-    with rig([workflow("bulk")], database_url=db_url, instance=BIG_INSTANCE, account=BIG_ACCOUNT, max_active_executions=100_000, daily_quota=100_000,
+    with rig([workflow("bulk")], database_url=db_url, instance=BIG_INSTANCE, **BIG_LIMITS, daily_quota=100_000,
              pending_seconds=600.0, scenarios={"bulk": Scenario(kind="stuck_running")}) as r:
         enqueue_and_submit(r, "bulk", n)
         before = {a.id: a for _, a in r.store.active_attempts()}
@@ -74,7 +74,7 @@ def test_250_active_polled_with_list_pages(db_url):
 def test_status_changes_found_on_list_pages_are_recorded(db_url):
     steady, done = 40, 30
     scenarios = {"steady": Scenario(kind="stuck_pending"), "done": Scenario(kind="succeed")}
-    with rig([workflow("steady"), workflow("done")], database_url=db_url, instance=BIG_INSTANCE, account=BIG_ACCOUNT, max_active_executions=100_000,
+    with rig([workflow("steady"), workflow("done")], database_url=db_url, instance=BIG_INSTANCE, **BIG_LIMITS,
              daily_quota=100_000, scenarios=scenarios) as r:
         enqueue_and_submit(r, "steady", steady)
         enqueue_and_submit(r, "done", done, offset=steady)
@@ -100,7 +100,7 @@ def test_status_changes_found_on_list_pages_are_recorded(db_url):
 def test_other_clients_executions_on_the_instance_are_ignored(db_url):
     ours = 60
     scenarios = {"ours": Scenario(kind="stuck_pending"), "other": Scenario(kind="succeed")}
-    with rig([workflow("ours")], database_url=db_url, instance=BIG_INSTANCE, account=BIG_ACCOUNT, max_active_executions=100_000, daily_quota=100_000,
+    with rig([workflow("ours")], database_url=db_url, instance=BIG_INSTANCE, **BIG_LIMITS, daily_quota=100_000,
              scenarios=scenarios) as r:
         instance = r.config.instance(INSTANCE_ID)
         window = datetime(2025, 3, 1)
