@@ -106,6 +106,11 @@ class AmcClient(_Shell):
 
     # -- executions -------------------------------------------------------------------------
 
+    def check_credentials(self) -> None:
+        """Get an access token (cached or refreshed) without calling the API: `doctor` tells a refused
+        account apart from an instance the account cannot reach. Raises AmcAuthError when refused."""
+        self._tokens.get()
+
     def create_execution(self, instance: InstanceLike, body: dict[str, Any]) -> AmcExecution:
         """Create an execution. Raises AmbiguousCreateError when the outcome is unknown."""
         return self._drive(ops.create_execution(self._core, instance, body))

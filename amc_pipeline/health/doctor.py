@@ -7,9 +7,49 @@ unhealthy, so it can gate a deployment or page someone.
 import os
 from collections.abc import Callable
 
-from amc_pipeline.config import ConfigError, Settings, load_config
+from amc_pipeline.config import AccountConfig, ConfigError, PipelineConfig, Settings, load_config
 
-CREDENTIAL_VARS = ("AMC_CLIENT_ID", "AMC_CLIENT_SECRET", "AMC_REFRESH_TOKEN")
+
+def _check_account(account: AccountConfig, config: PipelineConfig, settings: Settings,
+                   report: Callable[[bool, str, str], None]) -> None:
+    """One line for the account (its variables set, its token refreshed), then one per instance
+    (its executions listed with the account's token), so a failure names what fails."""
+    from datetime import UTC, datetime, timedelta
+
+    from amc_pipeline.amc.auth import AmcCredentials
+    from amc_pipeline.amc.client import AmcClient, RetryPolicy
+    from amc_pipeline.amc.errors import AmcError
+
+    instances = config.instances_of(account.name)
+    what = f"account {account.name}"
+    missing = [name for name in account.env_names if not os.environ.get(name)]
+    if missing:
+        report(False, what, f"environment variable(s) not set: {', '.join(missing)}")
+        return
+    credentials = AmcCredentials(client_id=os.environ[account.client_id_env],
+                                 client_secret=os.environ[account.client_secret_env],
+                                 refresh_token=os.environ[account.refresh_token_env], token_url=settings.token_url)
+    try:
+        with AmcClient(settings.api_url, credentials, retry=RetryPolicy(budget_seconds=20)) as client:
+            try:
+                client.check_credentials()  # the token refresh alone, before any instance is asked
+            except AmcError as exc:
+                report(False, what, f"token refresh failed: {exc.error_type.value}: {exc.details or exc}")
+                return
+            report(True, what, f"token refreshed ({len(instances)} instance(s), at most "
+                               f"{account.max_active_executions} executions in parallel)")
+            since = datetime.now(UTC) - timedelta(hours=1)
+            for instance in instances:
+                try:
+                    client.list_executions_page(instance, min_creation_time=since, limit=1)
+                except AmcError as exc:
+                    report(False, f"instance {instance.instance_id}",
+                           f"{exc.error_type.value}: {exc.details or exc} (account {account.name})")
+                else:
+                    report(True, f"instance {instance.instance_id}",
+                           f"executions listed at {settings.api_url} (account {account.name})")
+    except ValueError as exc:  # a malformed AMC_API_URL
+        report(False, what, str(exc))
 
 
 def run_doctor(config_path: str | None, echo: Callable[[str], None] = print) -> bool:
@@ -38,23 +78,8 @@ def run_doctor(config_path: str | None, echo: Callable[[str], None] = print) -> 
         report(False, "store", f"unreachable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
         return False
 
-    missing = [v for v in CREDENTIAL_VARS if not os.environ.get(v)]
-    if missing:
-        report(False, "credentials", f"environment variable(s) not set: {', '.join(missing)}")
-    else:
-        from amc_pipeline.amc.auth import AmcCredentials
-        from amc_pipeline.amc.client import AmcClient, RetryPolicy
-        from amc_pipeline.health.status import amc_probe_for
-
-        credentials = AmcCredentials(client_id=os.environ["AMC_CLIENT_ID"],
-                                     client_secret=os.environ["AMC_CLIENT_SECRET"],
-                                     refresh_token=os.environ["AMC_REFRESH_TOKEN"], token_url=settings.token_url)
-        try:
-            with AmcClient(settings.api_url, credentials, retry=RetryPolicy(budget_seconds=20)) as client:
-                problem = amc_probe_for(lambda: client, config)()
-        except ValueError as exc:  # a malformed AMC_API_URL
-            problem = str(exc)
-        report(problem is None, "AMC", problem or f"token refreshed and executions listed at {settings.api_url}")
+    for account in config.accounts:
+        _check_account(account, config, settings, report)
 
     from amc_pipeline.health.status import failed_executions, monitor_health, stuck_executions
 
