@@ -12,7 +12,7 @@ from amc_pipeline.definitions import build_definitions
 from amc_pipeline.health.metrics import compute_metrics
 from amc_pipeline.health.status import amc_probe_for, monitor_health
 from amc_pipeline.simulator import Fault, Scenario
-from amc_pipeline_tests.constants import CLIENT_SECRET, CREDENTIALS
+from amc_pipeline_tests.constants import CLIENT_SECRET, CREDENTIALS, INSTANCE_ID
 from amc_pipeline_tests.harness import rig
 from amc_pipeline_tests.results.test_assets import resources, sim_environment
 
@@ -133,12 +133,15 @@ def test_status_and_doctor_commands(env, monkeypatch, tmp_path):
         assert "broken" in only.stdout and "good" not in only.stdout
         doctor = subprocess.run([*cli, "doctor"], capture_output=True, text=True, env=env_vars, timeout=120)
         assert doctor.returncode == 1  # a failed window makes it unhealthy
-        assert "ok    AMC: token refreshed" in doctor.stdout
+        assert "ok    account default: token refreshed" in doctor.stdout
+        assert f"ok    instance {INSTANCE_ID}: executions listed" in doctor.stdout
         assert "FAIL  workflow broken: 0 stuck, 1 failed" in doctor.stdout
         assert CLIENT_SECRET not in doctor.stdout + doctor.stderr
         offline = subprocess.run([*cli, "doctor"], capture_output=True, text=True, timeout=120,
                                  env={**env_vars, "AMC_API_URL": "http://127.0.0.1:9"})
-        assert offline.returncode == 1 and "FAIL  AMC:" in offline.stdout
+        # The token endpoint answers, the API does not: the account is fine, its instance is not.
+        assert offline.returncode == 1 and "ok    account default: token refreshed" in offline.stdout
+        assert f"FAIL  instance {INSTANCE_ID}: NETWORK" in offline.stdout, offline.stdout
 
 
 def test_landing_given_up_is_a_failed_window_and_leaves_the_sensor_queue(env):
