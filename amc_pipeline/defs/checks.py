@@ -11,6 +11,7 @@ probes AMC, in a run the sensor launches when the health problems change.
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +29,7 @@ from amc_pipeline.health.status import (
     health_digest,
     stuck_executions,
 )
+from amc_pipeline.partition_keys import split_key
 from amc_pipeline.results.schema_drift import SchemaDrift
 
 SCHEMA_CHECK = "schema_matches_previous"
@@ -105,17 +107,26 @@ class CheckAnswer:
                                        metadata=self.metadata)
 
 
+def _instances(ids: Iterable[str]) -> str:
+    """`instance amcx` or `3 instances (amcx, amcy, amcz)`: the checks say where, for fanned-out workflows."""
+    unique = sorted(set(ids))
+    if len(unique) == 1:
+        return f"instance {unique[0]}"
+    return f"{len(unique)} instances ({', '.join(unique[:5])}{', ...' if len(unique) > 5 else ''})"
+
+
 def stuck_answer(stuck: list[StuckExecution]) -> CheckAnswer:
     return CheckAnswer(
         passed=not stuck,
         severity=dg.AssetCheckSeverity.WARN,
-        description=f"{len(stuck)} stuck execution(s)" if stuck else "nothing stuck",
+        description=(f"{len(stuck)} stuck execution(s) on {_instances(s.instance_id for s in stuck)}"
+                     if stuck else "nothing stuck"),
         metadata={
             "stuck_count": len(stuck),
             "stuck": dg.MetadataValue.md(_md_table(
-                ["partition", "status", "AMC execution", "age (min)", "limit (min)"],
-                [[s.partition_key, s.status, s.amc_execution_id or "", s.age_minutes, s.limit_minutes]
-                 for s in stuck])) if stuck else "none",
+                ["window", "instance", "status", "AMC execution", "age (min)", "limit (min)"],
+                [[split_key(s.partition_key)[0], s.instance_id, s.status, s.amc_execution_id or "", s.age_minutes,
+                  s.limit_minutes] for s in stuck])) if stuck else "none",
         },
     )
 
@@ -124,14 +135,16 @@ def failed_answer(failed: list[FailedExecution]) -> CheckAnswer:
     return CheckAnswer(
         passed=not failed,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=(f"{len(failed)} failed window(s); first: {failed[0].partition_key} "
+        description=(f"{len(failed)} failed window(s) on {_instances(f.instance_id for f in failed)}; first: "
+                     f"{split_key(failed[0].partition_key)[0]} on {failed[0].instance_id} "
                      f"{failed[0].error_type}: {(failed[0].reason or '')[:200]}") if failed else "no failures",
         metadata={
             "failed_count": len(failed),
             "failed": dg.MetadataValue.md(_md_table(
-                ["partition", "status", "error type", "reason", "attempts", "AMC execution"],
-                [[f.partition_key, f.status, f.error_type or "", (f.reason or "").replace("|", "/")[:300],
-                  f.attempts, f.amc_execution_id or ""] for f in failed])) if failed else "none",
+                ["window", "instance", "status", "error type", "reason", "attempts", "AMC execution"],
+                [[split_key(f.partition_key)[0], f.instance_id, f.status, f.error_type or "",
+                  (f.reason or "").replace("|", "/")[:300], f.attempts, f.amc_execution_id or ""]
+                 for f in failed])) if failed else "none",
         },
     )
 

@@ -29,6 +29,7 @@ class StuckExecution:
     amc_execution_id: str | None
     age_minutes: float
     limit_minutes: int
+    instance_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class FailedExecution:
     reason: str | None
     attempts: int
     amc_execution_id: str | None
+    instance_id: str = ""
 
 
 def stuck_executions(store: ExecutionStore, workflow: WorkflowConfig, now: datetime | None = None
@@ -54,7 +56,7 @@ def stuck_executions(store: ExecutionStore, workflow: WorkflowConfig, now: datet
         limit = workflow.stuck_pending_minutes if attempt.status == PENDING else workflow.stuck_running_minutes
         if age > limit:
             found.append(StuckExecution(workflow.name, execution.partition_key, attempt.status,
-                                        attempt.amc_execution_id, round(age, 1), limit))
+                                        attempt.amc_execution_id, round(age, 1), limit, execution.instance_id))
     return sorted(found, key=lambda s: s.partition_key)
 
 
@@ -68,12 +70,12 @@ def failed_executions(store: ExecutionStore, workflow: WorkflowConfig, *, max_la
                 execution.land_attempts >= max_landing_attempts:
             found.append(FailedExecution(workflow.name, execution.partition_key, "LANDING_FAILED", "LANDING",
                                          execution.land_error, execution.land_attempts,
-                                         execution.attempt.amc_execution_id))
+                                         execution.attempt.amc_execution_id, execution.instance_id))
     for execution in store.list_executions(workflow=workflow.name, status=FINAL_FAILURES, limit=10_000):
         attempt = execution.attempt
         found.append(FailedExecution(workflow.name, execution.partition_key, attempt.status, attempt.error_type,
                                      attempt.failure_reason or attempt.last_error, attempt.attempt,
-                                     attempt.amc_execution_id))
+                                     attempt.amc_execution_id, execution.instance_id))
     return sorted(found, key=lambda f: f.partition_key)
 
 

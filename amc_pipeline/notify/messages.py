@@ -7,6 +7,8 @@ Slack gets `text` (the notification preview) and `blocks`; a webhook gets the fa
 from typing import Any
 from urllib.parse import quote
 
+from amc_pipeline.partition_keys import split_key
+
 EMOJI = {"failed": "❌", "landing_failed": "❌", "stuck": "⚠️", "recovered": "✅", "unhealthy": "🚨"}
 #: The health check's asset, linked from monitor-wide messages.
 HEALTH_ASSET = "execution_metrics"
@@ -25,7 +27,8 @@ def headline(data: dict[str, Any]) -> str:
     if data.get("workflow") is None:
         what = "AMC pipeline healthy again" if kind == "recovered" else "AMC pipeline unhealthy"
         return f"{EMOJI.get(kind, '')} {what}: {data.get('detail', '')}".strip()
-    where = f"amc/{data['workflow']} window {data.get('partition_key', '?')}"
+    window, instance = split_key(str(data.get("partition_key", "?")))
+    where = f"amc/{data['workflow']} window {window}" + (f" on instance {instance}" if instance else "")
     if kind == "failed":
         return f"{EMOJI[kind]} {where} {data.get('status', 'FAILED')}"
     if kind == "landing_failed":
