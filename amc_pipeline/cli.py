@@ -86,5 +86,38 @@ def doctor(config_path: str | None) -> None:
     sys.exit(0 if ok else 1)
 
 
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Print the plan (with SQL diffs) and change nothing at AMC.")
+def sync(config_path: str | None, dry_run: bool) -> None:
+    """Keep saved workflows and AMC schedules equal to the YAML: create or update, never delete."""
+    import os
+
+    from amc_pipeline import sync as sync_mod
+    from amc_pipeline.amc.auth import AmcCredentials
+    from amc_pipeline.amc.client import AmcClient
+    from amc_pipeline.amc.errors import AmcError
+    from amc_pipeline.config import Settings
+
+    config = _config(config_path)
+    missing = [v for v in ("AMC_CLIENT_ID", "AMC_CLIENT_SECRET", "AMC_REFRESH_TOKEN") if not os.environ.get(v)]
+    if missing:
+        raise click.ClickException(f"environment variable(s) not set: {', '.join(missing)}")
+    settings = Settings.from_env()
+    credentials = AmcCredentials(client_id=os.environ["AMC_CLIENT_ID"], client_secret=os.environ["AMC_CLIENT_SECRET"],
+                                 refresh_token=os.environ["AMC_REFRESH_TOKEN"], token_url=settings.token_url)
+    try:
+        with AmcClient(settings.api_url, credentials) as client:
+            items = sync_mod.plan(client, config)
+            click.echo(sync_mod.render(items))
+            if dry_run:
+                click.echo("dry run: nothing changed")
+                return
+            done = sync_mod.apply(client, config, items)
+    except AmcError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"applied {len(done)} change(s)")
+
+
 if __name__ == "__main__":
     main()

@@ -15,6 +15,7 @@ from amc_pipeline.amc.errors import FINAL_TYPES, AmbiguousCreateError, AmcError,
 from amc_pipeline.amc.models import AmcExecution, format_window_time
 from amc_pipeline.config import InstanceConfig, PipelineConfig, WorkflowConfig
 from amc_pipeline.monitor.events import PassReport
+from amc_pipeline.monitor.parameters import parameter_values
 from amc_pipeline.monitor.transitions import apply_observation, first_check_at, move
 from amc_pipeline.partitions import next_utc_day, utc_day_start, window_for
 from amc_pipeline.store.records import Attempt, ExecutionView
@@ -39,12 +40,12 @@ def build_body(workflow: WorkflowConfig, execution: ExecutionView, attempt: Atte
     window = window_for(workflow, execution.partition_key)
     return execution_body(
         workflow_id=amc_workflow_id(workflow, attempt),
-        sql=workflow.sql,
+        sql=workflow.sql if workflow.is_ad_hoc else None,  # a saved workflow runs by its workflowId
         window_start=window.start_local,
         window_end=window.end_local,
         time_zone=window.timezone,
         timeout_seconds=workflow.max_runtime_minutes * 60,
-        parameter_values=dict(workflow.parameter_values) or None,
+        parameter_values=parameter_values(workflow, window) or None,
         ignore_data_gaps=workflow.ignore_data_gaps,
     )
 
@@ -125,6 +126,13 @@ def _submit_one(
     report: PassReport,
 ) -> bool:
     """Create one AMC execution. Returns True when a slot was used (created or possibly created)."""
+    if workflow.amc_schedule is not None:
+        # AMC's schedule runs this workflow's windows: the adoption pass (monitor/adopt.py) attaches
+        # the execution it starts to this attempt; creating one here would spend ad hoc quota twice.
+        store.update_attempt(attempt.id, expect_status=QUEUED,
+                             next_check_at=now + timedelta(seconds=config.monitor.poll_max_seconds))
+        report.deferred += 1
+        return False
     if not store.begin_submit(attempt.id, now):
         return False  # another monitor run took it
     try:
