@@ -135,8 +135,8 @@ def plan(client: AmcClient, config: PipelineConfig) -> list[PlanItem]:
         else:
             action = "unchanged" if have.same_settings(want) else "update"
         diff = "" if action == "unchanged" else _diff(
-            json.dumps(have.body() if have else {}, indent=1, sort_keys=True),
-            json.dumps(want.body(), indent=1, sort_keys=True), want.schedule_id)
+            json.dumps(have.settings() if have else {}, indent=1, sort_keys=True),
+            json.dumps(want.settings(), indent=1, sort_keys=True), want.schedule_id)
         items.append(PlanItem(workflow.name, workflow.instance_id, "schedule", want.schedule_id, action, diff, want))
     return items
 

@@ -99,9 +99,16 @@ class AmcScheduleRecord:
             body["aggregationStartDay"] = self.start_day
         return body
 
+    def settings(self) -> dict[str, Any]:
+        """What the YAML controls: the body without a daily schedule's start day (AMC fills one in)."""
+        body = self.body()
+        if self.period == "Daily":
+            body.pop("aggregationStartDay", None)
+        return body
+
     def same_settings(self, other: AmcScheduleRecord) -> bool:
         """Equal in what the YAML controls (AMC may add fields of its own)."""
-        return self.body() == other.body()
+        return self.settings() == other.settings()
 
 
 def _record(core: _Core, call: Any, reply: Any, reader: Any) -> Any:
