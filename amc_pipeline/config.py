@@ -259,6 +259,8 @@ class MonitorConfig(_Model):
     max_landing_attempts: int = Field(default=5, ge=1)
     landing_lease_seconds: float = Field(default=1800.0, gt=0)
     check_interval_seconds: int = Field(default=300, ge=10)
+    #: With amc_schedule / adopt_external workflows: how often a monitor run lists their executions.
+    adopt_interval_seconds: int = Field(default=300, ge=1, le=86400)
     metrics_cron: str = "0 * * * *"
 
     @model_validator(mode="after")
