@@ -207,6 +207,9 @@ class WorkflowConfig(_Model):
             raise ValueError("saved_workflow: needs sql or sql_file (the SQL kept as the saved workflow)")
         if self.amc_schedule is not None and not self.saved_workflow:
             raise ValueError("amc_schedule: needs saved_workflow: true (AMC schedules run saved workflows)")
+        if self.amc_schedule is not None and self.amc_schedule.period != self.partitions:
+            raise ValueError(f"amc_schedule.period: {self.amc_schedule.period} runs cover no {self.partitions} "
+                             f"partition; use the same cadence as partitions")
         if self.adopt_external and not self.workflow_id:
             raise ValueError("adopt_external: needs a saved workflow (saved_workflow: true or workflow_id): "
                              "executions are found by their workflowId")

@@ -13,11 +13,12 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
 from typing import Literal
 
 from amc_pipeline.amc.client import AmcClient
 from amc_pipeline.amc.workflows_api import AmcScheduleRecord, SavedWorkflow
-from amc_pipeline.config import PipelineConfig, WorkflowConfig
+from amc_pipeline.config import WEEKDAYS, PipelineConfig, WorkflowConfig
 from amc_pipeline.templating import is_template
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,28 @@ def desired_schedule(workflow: WorkflowConfig) -> AmcScheduleRecord | None:
         start_day=schedule.start_day,
         enabled=schedule.enabled,
     )
+
+
+def schedule_warning(workflow: WorkflowConfig) -> str | None:
+    """Why the AMC schedule's runs would match no partition (so adoption would refuse them), or None.
+
+    A run at `hour_utc` covers the period ending then, in UTC: it is a partition only if the
+    workflow's windows (in its time zone) start at that UTC hour, e.g. hour 0 for a UTC workflow.
+    """
+    schedule = workflow.amc_schedule
+    if schedule is None:
+        return None
+    from amc_pipeline.partitions import partition_for_window  # Dagster: only when a schedule is checked
+
+    days = 7 if schedule.period == "weekly" else 1
+    first = datetime.combine(workflow.start_date, time(schedule.hour_utc), UTC) + timedelta(days=14)
+    if schedule.start_day is not None:
+        first += timedelta(days=(WEEKDAYS.index(schedule.start_day) - first.weekday()) % 7)
+    if partition_for_window(workflow, first - timedelta(days=days), first) is None:
+        return (f"{workflow.name}: the schedule's runs (ending {schedule.start_day or 'daily'} at "
+                f"{schedule.hour_utc:02d}:00 UTC) match no {workflow.partitions} partition in {workflow.timezone}; "
+                f"the monitor would refuse them")
+    return None
 
 
 def code_version(workflow: WorkflowConfig) -> str | None:
@@ -137,6 +160,9 @@ def plan(client: AmcClient, config: PipelineConfig) -> list[PlanItem]:
         diff = "" if action == "unchanged" else _diff(
             json.dumps(have.settings() if have else {}, indent=1, sort_keys=True),
             json.dumps(want.settings(), indent=1, sort_keys=True), want.schedule_id)
+        warning = schedule_warning(workflow)
+        if warning:
+            diff = (diff + "\n" if diff else "") + "warning: " + warning
         items.append(PlanItem(workflow.name, workflow.instance_id, "schedule", want.schedule_id, action, diff, want))
     return items
 

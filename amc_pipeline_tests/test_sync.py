@@ -95,6 +95,13 @@ def test_a_changed_schedule_hour_is_an_update(sim: SimulatorServer, tmp_path: Pa
     assert sim.state.get_schedule(INSTANCE_ID, "reach-schedule")["aggregationHourUtc"] == 6
 
 
+def test_sync_warns_when_schedule_runs_match_no_partition(sim: SimulatorServer, tmp_path: Path) -> None:
+    path = write_config(tmp_path, SQL_V1, schedule_hour=6)  # a UTC workflow's days start at 00:00
+    assert "warning: reach: the schedule's runs (ending daily at 06:00 UTC) match no daily partition" in (
+        run_sync(sim, path, "--dry-run"))
+    assert "warning" not in run_sync(sim, write_config(tmp_path, SQL_V1, schedule_hour=0), "--dry-run")
+
+
 def test_bad_saved_workflow_config_names_the_field(tmp_path: Path) -> None:
     path = write_config(tmp_path, SQL_V1)
     data = yaml.safe_load(path.read_text())
@@ -111,4 +118,13 @@ def test_bad_saved_workflow_config_names_the_field(tmp_path: Path) -> None:
     data["workflows"][0]["amc_schedule"] = {"period": "weekly"}
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=r"amc_schedule: start_day: required for a weekly schedule"):
+        load_config(path)
+    data["workflows"][0]["amc_schedule"] = {"period": "weekly", "start_day": "monday"}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"amc_schedule.period: weekly runs cover no daily partition"):
+        load_config(path)
+    data["workflows"][0]["amc_schedule"] = {"period": "daily"}
+    data["workflows"][0]["saved_workflow"] = False
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"amc_schedule: needs saved_workflow: true"):
         load_config(path)
