@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from amc_pipeline.cli import main
 from amc_pipeline.config import ConfigError, load_config
+from amc_pipeline.definitions import build_definitions
 from amc_pipeline.simulator import SimulatorServer
 from amc_pipeline.sync import code_version
 from amc_pipeline_tests.constants import CREDENTIALS, INSTANCE, INSTANCE_ID
@@ -79,7 +81,10 @@ def test_sync_creates_then_updates_then_reports_unchanged(sim: SimulatorServer, 
     assert "+SELECT campaign, SUM(clicks) AS clicks" in second
     assert "applied 1 change(s)" in second
     assert sim.state.get_workflow(INSTANCE_ID, "reach")["sqlQuery"] == SQL_V2.strip()
-    assert code_version(load_config(path).workflow("reach")) != version_1  # landed partitions go stale
+    version_2 = code_version(load_config(path).workflow("reach"))
+    assert version_2 != version_1  # landed partitions go stale
+    asset = build_definitions(load_config(path)).get_assets_def(dg.AssetKey(["amc", "reach"]))
+    assert asset.code_versions_by_key[dg.AssetKey(["amc", "reach"])] == version_2
 
     third = run_sync(sim, path)
     assert "unchanged workflow reach" in third and "unchanged schedule reach-schedule" in third

@@ -81,8 +81,10 @@ def test_daily_amc_schedule_lands_partitions_with_no_ad_hoc_create(env, monkeypa
         assert sorted(e["timeWindowStartOriginal"][:10] for e in runs) == [day(-4), day(-3), day(-2), day(-1)]
 
         defs = build_definitions(r.config)
-        assert defs.resolve_sensor_def("amc_adoption_sensor") is not None
         with dg.instance_for_test() as instance:
+            sensor = defs.resolve_sensor_def("amc_adoption_sensor")  # the monitor sensor sees an empty store
+            [request] = sensor.evaluate_tick(dg.build_sensor_context(instance=instance)).run_requests
+            assert request.run_key.startswith("adopt:") and request.job_name in (None, "amc_monitor")
             # A schedule or a backfill may ask for a window AMC's schedule has not run: it waits, no create.
             assert defs.resolve_job_def("amc_reach_job").execute_in_process(
                 instance=instance, partition_key=day(-6)).success
