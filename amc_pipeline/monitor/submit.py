@@ -24,6 +24,8 @@ from amc_pipeline.store.store import ExecutionStore
 
 log = logging.getLogger(__name__)
 
+#: How long a window of an AMC-scheduled workflow waits before the submit pass looks at it again.
+SCHEDULED_WAIT = timedelta(days=1)
 #: How far before our own submit time an adopted AMC execution's createTime may lie (clock skew).
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -127,10 +129,10 @@ def _submit_one(
 ) -> bool:
     """Create one AMC execution. Returns True when a slot was used (created or possibly created)."""
     if workflow.amc_schedule is not None:
-        # AMC's schedule runs this workflow's windows: the adoption pass (monitor/adopt.py) attaches
-        # the execution it starts to this attempt; creating one here would spend ad hoc quota twice.
-        store.update_attempt(attempt.id, expect_status=QUEUED,
-                             next_check_at=now + timedelta(seconds=config.monitor.poll_max_seconds))
+        # AMC's schedule runs this workflow's windows: the adoption pass (monitor/adopt.py, launched by
+        # amc_adoption_sensor) attaches the execution it starts to this attempt; creating one here would
+        # spend ad hoc quota twice. Nothing is due meanwhile, so the monitor sensor stays quiet.
+        store.update_attempt(attempt.id, expect_status=QUEUED, next_check_at=now + SCHEDULED_WAIT)
         report.deferred += 1
         return False
     if not store.begin_submit(attempt.id, now):

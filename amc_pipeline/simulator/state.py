@@ -344,11 +344,13 @@ class SimulatorState:
                     if not public.get("scheduleEnabled", True):
                         continue
                     after = max(entry["anchor"], entry["last_run"] or entry["anchor"])
-                    for run_at in schedule_runs(public, after, now):
+                    runs = schedule_runs(public, after, now)
+                    for run_at in runs:
                         self._scheduled_execution(instance, public, run_at)
                         entry["last_run"] = run_at
-                        created += 1
-                    self._save_schedule(instance, schedule_id, entry)
+                    if runs:
+                        created += len(runs)
+                        self._save_schedule(instance, schedule_id, entry)
         return created
 
     def _scheduled_execution(self, instance: str, schedule: dict[str, Any], run_at: float) -> None:

@@ -96,6 +96,7 @@ def test_daily_amc_schedule_lands_partitions_with_no_ad_hoc_create(env, monkeypa
 
             assert materialized(instance, r, "reach") == [day(-4), day(-3), day(-2), day(-1)]
             assert r.status("reach", day(-6)) == "QUEUED"
+            assert not r.store.due_summary(datetime.now(UTC)).any_due  # the waiting window keeps the sensor quiet
         assert r.sim.stats().get("create", 0) == 0  # zero ad hoc executions: no quota spent
         origins = {r.store.get_live("reach", day(d)).attempt.origin for d in range(-4, 0)}
         assert origins == {ORIGIN_SCHEDULE}
