@@ -128,10 +128,11 @@ def _submit_one(
     report: PassReport,
 ) -> bool:
     """Create one AMC execution. Returns True when a slot was used (created or possibly created)."""
-    if workflow.amc_schedule is not None:
+    if workflow.amc_schedule is not None and attempt.retry_count == 0:
         # AMC's schedule runs this workflow's windows: the adoption pass (monitor/adopt.py, launched by
         # amc_adoption_sensor) attaches the execution it starts to this attempt; creating one here would
         # spend ad hoc quota twice. Nothing is due meanwhile, so the monitor sensor stays quiet.
+        # (A retry of a failed scheduled run is ours, like any retry: it is submitted below.)
         store.update_attempt(attempt.id, expect_status=QUEUED, next_check_at=now + SCHEDULED_WAIT)
         report.deferred += 1
         return False
