@@ -156,3 +156,18 @@ def test_external_execution_for_an_unknown_window_is_reported_not_landed(env, mo
             assert materialized(instance, r, "spend") == []
         assert r.store.get_by_amc_id(odd) is None and r.store.get_by_amc_id(early) is None
         assert r.store.list_executions(limit=10) == []
+
+
+def test_a_failed_scheduled_run_is_retried_like_our_own(env):
+    from amc_pipeline.simulator import Scenario
+
+    with rig([SCHEDULED], database_url=f"sqlite:///{env / 's.db'}", scenarios={"reach": Scenario(kind="fail")}) as r:
+        r.sim.advance_clock(-DAY)
+        apply(r.client, r.config, plan(r.client, r.config))
+        r.sim.advance_clock(DAY)  # one scheduled run, for yesterday; it fails for a retryable reason
+        assert adopt_executions(r.store, r.client, r.config).adopted == 1
+        r.sim.set_scenario("reach", Scenario(kind="succeed"))
+        r.drive(lambda: r.status("reach", day(-1)) == "SUCCESS")
+        attempts = r.store.attempts_for(r.store.get_live("reach", day(-1)).id)
+        assert [(a.status, a.origin) for a in attempts] == [("FAILED", ORIGIN_SCHEDULE), ("SUCCESS", None)]
+        assert r.sim.stats()["create"] == 1  # the retry, by workflowId
