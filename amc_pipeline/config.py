@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from amc_pipeline.config_schedule import AmcScheduleConfig
 from amc_pipeline.templating import check_template
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -68,46 +69,6 @@ class InstanceConfig(_Model):
         if not ENTITY_PATTERN.match(value):
             raise ValueError(f"expected letters and digits only, got {value!r}")
         return value
-
-
-#: AMC's days of the week for a weekly schedule's aggregationStartDay (the YAML takes any case).
-WEEKDAYS: tuple[str, ...] = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-
-
-class AmcScheduleConfig(_Model):
-    """An AMC schedule (`/schedules`) that runs the saved workflow; docs/amc-modes.md says when to use one."""
-
-    period: Literal["daily", "weekly"]
-    hour_utc: int = Field(default=0, ge=0, le=23)
-    start_day: str | None = None
-    enabled: bool = True
-    #: AMC's scheduleId; default `<workflow_id>-schedule`.
-    schedule_id: str | None = None
-
-    @field_validator("period", mode="before")
-    @classmethod
-    def _period(cls, value: Any) -> Any:
-        if value not in ("daily", "weekly"):
-            raise ValueError(f"expected daily|weekly, got {value!r}")
-        return value
-
-    @field_validator("start_day")
-    @classmethod
-    def _start_day(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        for day in WEEKDAYS:
-            if value.lower() == day.lower():
-                return day
-        raise ValueError(f"expected a day of the week ({', '.join(WEEKDAYS)}), got {value!r}")
-
-    @model_validator(mode="after")
-    def _weekly_day(self) -> AmcScheduleConfig:
-        if self.period == "weekly" and self.start_day is None:
-            raise ValueError("start_day: required for a weekly schedule (AMC would pick the day it is created)")
-        if self.period == "daily" and self.start_day is not None:
-            raise ValueError("start_day: only a weekly schedule has one")
-        return self
 
 
 class WorkflowConfig(_Model):

@@ -18,7 +18,8 @@ from typing import Literal
 
 from amc_pipeline.amc.client import AmcClient
 from amc_pipeline.amc.workflows_api import AmcScheduleRecord, SavedWorkflow
-from amc_pipeline.config import WEEKDAYS, PipelineConfig, WorkflowConfig
+from amc_pipeline.config import PipelineConfig, WorkflowConfig
+from amc_pipeline.config_schedule import WEEKDAYS
 from amc_pipeline.templating import is_template
 
 log = logging.getLogger(__name__)
