@@ -86,5 +86,35 @@ def doctor(config_path: str | None) -> None:
     sys.exit(0 if ok else 1)
 
 
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Print the plan (with SQL diffs) and change nothing at AMC.")
+def sync(config_path: str | None, dry_run: bool) -> None:
+    """Keep saved workflows and AMC schedules equal to the YAML: create or update, never delete."""
+    from amc_pipeline import sync as sync_mod
+    from amc_pipeline.amc.errors import AmcError
+    from amc_pipeline.config import Settings
+    from amc_pipeline.credentials import MissingCredentials, account_credentials, env_clients
+
+    config = _config(config_path)
+    settings = Settings.from_env()
+    for account in config.accounts:  # every account's variables up front, before any change
+        try:
+            account_credentials(account, settings.token_url)
+        except MissingCredentials as exc:
+            raise click.ClickException(str(exc)) from None
+    try:
+        with env_clients(config, settings) as client:
+            items = sync_mod.plan(client, config)
+            click.echo(sync_mod.render(items))
+            if dry_run:
+                click.echo("dry run: nothing changed")
+                return
+            done = sync_mod.apply(client, config, items)
+    except AmcError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"applied {len(done)} change(s)")
+
+
 if __name__ == "__main__":
     main()

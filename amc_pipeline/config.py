@@ -18,7 +18,10 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from amc_pipeline.config_schedule import AmcScheduleConfig
+from amc_pipeline.templating import check_template
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = "amc_pipeline.yaml"
@@ -148,6 +151,30 @@ class WorkflowConfig(_Model):
     tags: dict[str, str] = Field(default_factory=dict)
     parameter_values: dict[str, str] = Field(default_factory=dict)
     ignore_data_gaps: bool = False
+    # Saved workflows, AMC schedules and executions started elsewhere (docs/amc-modes.md).
+    sql_file: str | None = None  # read relative to the YAML file into `sql`
+    saved_workflow: bool = False  # keep `sql` as the saved AMC workflow `workflow_id` (default: name)
+    amc_schedule: AmcScheduleConfig | None = None
+    adopt_external: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _saved_inputs(cls, data: Any, info: ValidationInfo) -> Any:
+        """Read `sql_file` (relative to the YAML) into `sql`; a saved workflow's id defaults to its name."""
+        if not isinstance(data, dict):
+            return data
+        if data.get("sql_file") is not None:
+            if data.get("sql"):
+                raise ValueError("sql_file: give sql or sql_file, not both")
+            base = Path((info.context or {}).get("base_dir") or Path.cwd())
+            path = base / str(data["sql_file"])
+            try:
+                data = {**data, "sql": path.read_text(encoding="utf-8")}
+            except OSError as exc:
+                raise ValueError(f"sql_file: cannot read {path} ({exc.strerror})") from None
+        if data.get("saved_workflow") is True and not data.get("workflow_id") and isinstance(data.get("name"), str):
+            data = {**data, "workflow_id": data["name"]}
+        return data
 
     @field_validator("name")
     @classmethod
@@ -202,15 +229,37 @@ class WorkflowConfig(_Model):
             if len(set(self.instances)) != len(self.instances):
                 twice = sorted({i for i in self.instances if self.instances.count(i) > 1})
                 raise ValueError(f"instances: listed twice: {twice}")
-        if bool(self.sql) == bool(self.workflow_id):
-            raise ValueError("give exactly one of sql (ad hoc) or workflow_id (a saved AMC workflow)")
+        if bool(self.sql) == bool(self.workflow_id) and not (self.saved_workflow and self.sql):
+            raise ValueError("give exactly one of sql (ad hoc) or workflow_id (a saved AMC workflow); "
+                             "with saved_workflow: true, sql is kept as the saved workflow workflow_id")
+        if self.saved_workflow and not self.sql:
+            raise ValueError("saved_workflow: needs sql or sql_file (the SQL kept as the saved workflow)")
+        if self.amc_schedule is not None and not self.saved_workflow:
+            raise ValueError("amc_schedule: needs saved_workflow: true (AMC schedules run saved workflows)")
+        if self.amc_schedule is not None and self.amc_schedule.period != self.partitions:
+            raise ValueError(f"amc_schedule.period: {self.amc_schedule.period} runs cover no {self.partitions} "
+                             f"partition; use the same cadence as partitions")
+        if self.adopt_external and not self.workflow_id:
+            raise ValueError("adopt_external: needs a saved workflow (saved_workflow: true or workflow_id): "
+                             "executions are found by their workflowId")
+        for key, value in self.parameter_values.items():
+            try:
+                check_template(value)
+            except ValueError as exc:
+                raise ValueError(f"parameter_values.{key}: {exc}") from None
         if self.end_date is not None and self.end_date < self.start_date:
             raise ValueError("end_date is before start_date")
         return self
 
     @property
     def is_ad_hoc(self) -> bool:
-        return self.sql is not None
+        """Run as ad hoc SQL (a new workflowId per attempt); a saved workflow runs by its workflowId."""
+        return self.sql is not None and not self.saved_workflow
+
+    @property
+    def adopts(self) -> bool:
+        """The monitor lists this workflow's executions at AMC and adopts those it did not create."""
+        return self.amc_schedule is not None or self.adopt_external
 
     @property
     def fan_out(self) -> bool:
@@ -258,6 +307,8 @@ class MonitorConfig(_Model):
     max_landings_per_instance: int = Field(default=2, ge=1, le=100)
     max_concurrent_landings: int = Field(default=6, ge=1, le=1000)
     check_interval_seconds: int = Field(default=300, ge=10)
+    #: With amc_schedule / adopt_external workflows: how often a monitor run lists their executions.
+    adopt_interval_seconds: int = Field(default=300, ge=1, le=86400)
     metrics_cron: str = "0 * * * *"
 
     @model_validator(mode="after")
@@ -613,12 +664,12 @@ def _format_error(source: str, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
-    """Validate an already-parsed YAML document."""
+def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = None) -> PipelineConfig:
+    """Validate an already-parsed YAML document (`sql_file` paths are relative to `base_dir`)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping with 'instances' and 'workflows'")
     try:
-        return PipelineConfig.model_validate(data)
+        return PipelineConfig.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         raise ConfigError(_format_error(source, exc)) from None
 
@@ -637,7 +688,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> PipelineConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{source}: not valid YAML{where}") from None
-    return parse_config(data, source)
+    return parse_config(data, source, base_dir=config_path.resolve().parent)
 
 
 def config_path_from_env() -> Path:

@@ -110,6 +110,40 @@ def partition_key_for(workflow: WorkflowConfig, window_key: str, instance_id: st
     return fan_out_key(window_key, instance_id) if workflow.fan_out else window_key
 
 
+def partition_for_window(workflow: WorkflowConfig, start: datetime, end: datetime,
+                         instance_id: str | None = None) -> str | None:
+    """The partition key whose window is exactly [start, end) (on `instance_id`, for a fanned-out
+    workflow), or None when no partition has it.
+
+    `start`/`end` are aware (any zone) or naive wall times in the workflow's zone, as AMC echoes them
+    in `timeWindowStartOriginal`. Keys held back by `data_lag_days` count as partitions here (AMC may
+    run a window before Dagster offers it); the caller decides whether to wait for it.
+    """
+    zone = ZoneInfo(workflow.timezone)
+    start = start.replace(tzinfo=zone) if start.tzinfo is None else start.astimezone(zone)
+    end = end.replace(tzinfo=zone) if end.tzinfo is None else end.astimezone(zone)
+    unlagged = workflow.model_copy(update={"data_lag_days": 0, "end_date": None})
+    pdef = time_partitions_def(unlagged)
+    if workflow.fan_out and instance_id not in workflow.instance_ids:
+        return None
+    try:
+        key = partition_key_for(unlagged, pdef.get_partition_key_for_timestamp(start.timestamp()),
+                                instance_id or workflow.instance_ids[0])
+        window = window_for(unlagged, key)
+    except Exception:  # before start_date, or a timestamp Dagster cannot place
+        return None
+    if window.start_utc != start.astimezone(UTC) or window.end_utc != end.astimezone(UTC):
+        return None
+    if workflow.end_date is not None and window.start_local.date() > workflow.end_date:
+        return None
+    return key
+
+
+def is_current_partition(workflow: WorkflowConfig, partition_key: str) -> bool:
+    """True when Dagster offers `partition_key` now (not held back by `data_lag_days`)."""
+    return partitions_def(workflow).has_partition_key(partition_key)
+
+
 def utc_day_start(now: datetime) -> datetime:
     """Start of the UTC day of `now`: AMC's daily execution quota counts per UTC day."""
     now = now.astimezone(UTC)

@@ -13,9 +13,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from amc_pipeline.amc.async_client import AsyncAmcClient
+from amc_pipeline.amc.auth import AmcCredentials
 from amc_pipeline.amc.client import AmcClient
 from amc_pipeline.amc.core import InstanceLike
 from amc_pipeline.amc.models import AmcExecution
+from amc_pipeline.amc.workflows_api import AmcScheduleRecord, SavedWorkflow
 
 #: The account of an instance that names none (a bare InstanceLike, or a config without `accounts:`).
 DEFAULT_ACCOUNT = "default"
@@ -73,8 +75,38 @@ class AccountClients:
     def get_download_urls(self, instance: InstanceLike, execution_id: str) -> list[str]:
         return self.for_instance(instance).get_download_urls(instance, execution_id)
 
+    def get_workflow(self, instance: InstanceLike, workflow_id: str) -> SavedWorkflow | None:
+        return self.for_instance(instance).get_workflow(instance, workflow_id)
+
+    def save_workflow(self, instance: InstanceLike, workflow: SavedWorkflow, *, create: bool) -> None:
+        self.for_instance(instance).save_workflow(instance, workflow, create=create)
+
+    def list_schedules(self, instance: InstanceLike) -> Iterator[AmcScheduleRecord]:
+        return self.for_instance(instance).list_schedules(instance)
+
+    def save_schedule(self, instance: InstanceLike, schedule: AmcScheduleRecord, *, create: bool) -> None:
+        self.for_instance(instance).save_schedule(instance, schedule, create=create)
+
     def __repr__(self) -> str:
         return f"AccountClients(api_url={self.api_url!r})"
+
+
+def clients_by_account(credentials_for: Callable[[str], AmcCredentials], api_url: str,
+                       **client_options: Any) -> AccountClients:
+    """A router over blocking clients made on first use from `credentials_for(account)` (the CLI's
+    `sync` and `doctor`, outside Dagster's resource); closing it closes every client it made."""
+    made: dict[str, AmcClient] = {}
+
+    def client_for(account: str) -> AmcClient:
+        if account not in made:
+            made[account] = AmcClient(api_url, credentials_for(account), **client_options)
+        return made[account]
+
+    def close() -> None:
+        for client in made.values():
+            client.close()
+
+    return AccountClients(client_for, api_url, close=close)
 
 
 class AsyncAccountClients:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar, Unpack
 import httpx
 import stamina
 
-from amc_pipeline.amc import ops
+from amc_pipeline.amc import ops, workflows_api
 from amc_pipeline.amc.async_client import AsyncAmcClient
 from amc_pipeline.amc.auth import AmcCredentials, TokenManager, TokenState
 from amc_pipeline.amc.bodies import execution_body
@@ -32,8 +32,10 @@ from amc_pipeline.amc.core import (
     _Shell,
     make_timeout,
 )
+from amc_pipeline.amc.errors import AmcError
 from amc_pipeline.amc.models import AmcExecution
 from amc_pipeline.amc.retry import RetryPolicy, is_transient, parse_retry_after
+from amc_pipeline.amc.workflows_api import AmcScheduleRecord, SavedWorkflow
 
 T = TypeVar("T")
 
@@ -141,6 +143,36 @@ class AmcClient(_Shell):
     def get_download_urls(self, instance: InstanceLike, execution_id: str) -> list[str]:
         """Fresh pre-signed result URLs (all of them). Never log or store them: use redact_url."""
         return self._drive(ops.get_download_urls(self._core, instance, execution_id))
+
+    # -- saved workflows and schedules (amc-pipeline sync) ----------------------------------
+
+    def get_workflow(self, instance: InstanceLike, workflow_id: str) -> SavedWorkflow | None:
+        """The saved workflow, or None when AMC answers 404 (it does not exist, or is not visible)."""
+        try:
+            return self._drive(workflows_api.get_workflow(self._core, instance, workflow_id))
+        except AmcError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+
+    def save_workflow(self, instance: InstanceLike, workflow: SavedWorkflow, *, create: bool) -> None:
+        """Create (POST) or update (PUT) a saved workflow."""
+        self._drive(workflows_api.put_workflow(self._core, instance, workflow, create=create))
+
+    def list_schedules(self, instance: InstanceLike) -> Iterator[AmcScheduleRecord]:
+        """Every schedule of the instance, page by page."""
+        token: str | None = None
+        seen: set[str] = set()
+        while True:
+            page, token = self._drive(workflows_api.list_schedules_page(self._core, instance, token))
+            yield from page
+            token = self._core.next_token("GET schedules (pages)", seen, token)
+            if token is None:
+                return
+
+    def save_schedule(self, instance: InstanceLike, schedule: AmcScheduleRecord, *, create: bool) -> None:
+        """Create (POST) or update (PUT) a schedule."""
+        self._drive(workflows_api.put_schedule(self._core, instance, schedule, create=create))
 
 
 __all__ = [

@@ -54,6 +54,8 @@ def materialization(execution: ExecutionView, landed: Landed) -> dict[str, Any]:
         "dagster/column_schema": column_schema(landing.schema),
         "amc/execution_id": dg.MetadataValue.text(attempt.amc_execution_id or ""),
         "amc/attempt": dg.MetadataValue.int(attempt.attempt),
+        # Who started the execution: pipeline, or an adopted AMC schedule run / external execution.
+        "amc/origin": dg.MetadataValue.text(attempt.origin or "pipeline"),
         "amc/queue_seconds": dg.MetadataValue.float(float(queue_seconds)),
         "amc/run_seconds": dg.MetadataValue.float(float(attempt.execution_time_seconds or 0.0)),
         "amc/download_seconds": dg.MetadataValue.float(round(landing.download_seconds, 3)),

@@ -1,4 +1,4 @@
-"""The `amc_monitor` job (submit, then poll) and `amc_monitor_sensor`, which launches it when work is due.
+"""The `amc_monitor` job (adopt, submit, then poll) and `amc_monitor_sensor`, which launches it when work is due.
 
 The engine (`monitor/submit.py`, `monitor/poll.py`) knows nothing of Dagster; these ops run one pass
 of it and report each status change as an observation on the workflow's asset.
@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from amc_pipeline.config import PipelineConfig
+from amc_pipeline.defs.adoption import adoption_sensors
 from amc_pipeline.defs.observations import emit_changes
 from amc_pipeline.defs.resources import AmcResource, StoreResource
 from amc_pipeline.health.status import account_beat
+from amc_pipeline.monitor.adopt import adopt_executions as adopt_pass
 from amc_pipeline.monitor.events import PassReport
 from amc_pipeline.monitor.poll import poll_due
 from amc_pipeline.monitor.submit import submit_queued
@@ -42,8 +44,20 @@ def record_account_beats(store: ExecutionStore, report: PassReport) -> None:
 
 
 def monitor_defs(config: PipelineConfig) -> dg.Definitions:
-    @dg.op(description="Submit QUEUED executions to AMC within each instance's and account's limits, "
-                        "round-robin over instances and workflows.",
+    @dg.op(description="Adopt executions AMC schedules or other tools started for known windows (by workflowId).")
+    def adopt_executions(context: dg.OpExecutionContext, amc: AmcResource, amc_store: StoreResource) -> None:
+        if not any(w.adopts for w in config.workflows):
+            return
+        report = adopt_pass(amc_store.get_store(), amc.get_client(), config)
+        for message in report.refused:
+            context.log.warning(message)
+        emit_changes(context, report.changes)
+        context.log.info(f"adoption pass: adopted={report.adopted} in_flight={report.in_flight} "
+                         f"waiting={report.waiting} refused={len(report.refused)} {report.summary()}")
+
+    @dg.op(ins={"after_adopt": dg.In(dg.Nothing)},
+           description="Submit QUEUED executions to AMC within each instance's and account's limits, "
+                       "round-robin over instances and workflows.",
            out=dg.Out(dict, description="Accounts whose credentials were refused -> why."))
     def submit_executions(context: dg.OpExecutionContext, amc: AmcResource, amc_store: StoreResource) -> dict:
         store = amc_store.get_store()
@@ -81,7 +95,7 @@ def monitor_defs(config: PipelineConfig) -> dg.Definitions:
         tags={"amc/monitor": "true"},
     )
     def amc_monitor():
-        poll_executions(refused_at_submit=submit_executions())
+        poll_executions(refused_at_submit=submit_executions(after_adopt=adopt_executions()))
 
     @dg.sensor(
         name="amc_monitor_sensor",
@@ -110,4 +124,5 @@ def monitor_defs(config: PipelineConfig) -> dg.Definitions:
             tags={"amc/submit_due": str(summary.submit_due), "amc/poll_due": str(summary.poll_due)},
         )
 
-    return dg.Definitions(jobs=[amc_monitor], sensors=[amc_monitor_sensor])
+    sensors = [amc_monitor_sensor, *adoption_sensors(config, amc_monitor)]
+    return dg.Definitions(jobs=[amc_monitor], sensors=sensors)

@@ -19,6 +19,7 @@ from amc_pipeline.monitor.windows import Action, land_window, report_failure, re
 from amc_pipeline.partitions import partitions_def, window_for
 from amc_pipeline.results.schema_drift import schema_drift, table_drift
 from amc_pipeline.results.storage import iceberg_settings, results_root
+from amc_pipeline.sync import code_version
 
 #: Run tag of the landing sensor's failure reports (value: the store's execution id).
 REPORT_FAILURE_TAG = "amc/report_failure"
@@ -91,6 +92,7 @@ def workflow_asset(workflow: WorkflowConfig, config: PipelineConfig) -> dg.Asset
                 metadata=asset_metadata,
                 skippable=True,
                 freshness_policy=freshness_policy(workflow),
+                code_version=code_version(workflow),  # follows the SQL: landed partitions go stale
             )
         ],
         partitions_def=pdef,

@@ -4,7 +4,6 @@ Each line says what was checked and what was found; the exit status is non-zero 
 unhealthy, so it can gate a deployment or page someone.
 """
 
-import os
 from collections.abc import Callable
 
 from amc_pipeline.config import AccountConfig, ConfigError, PipelineConfig, Settings, load_config
@@ -16,19 +15,17 @@ def _check_account(account: AccountConfig, config: PipelineConfig, settings: Set
     (its executions listed with the account's token), so a failure names what fails."""
     from datetime import UTC, datetime, timedelta
 
-    from amc_pipeline.amc.auth import AmcCredentials
     from amc_pipeline.amc.client import AmcClient, RetryPolicy
     from amc_pipeline.amc.errors import AmcError
+    from amc_pipeline.credentials import MissingCredentials, account_credentials
 
     instances = config.instances_of(account.name)
     what = f"account {account.name}"
-    missing = [name for name in account.env_names if not os.environ.get(name)]
-    if missing:
-        report(False, what, f"environment variable(s) not set: {', '.join(missing)}")
+    try:
+        credentials = account_credentials(account, settings.token_url)
+    except MissingCredentials as exc:
+        report(False, what, str(exc).removeprefix(f"{what}: "))
         return
-    credentials = AmcCredentials(client_id=os.environ[account.client_id_env],
-                                 client_secret=os.environ[account.client_secret_env],
-                                 refresh_token=os.environ[account.refresh_token_env], token_url=settings.token_url)
     try:
         with AmcClient(settings.api_url, credentials, retry=RetryPolicy(budget_seconds=20)) as client:
             try:

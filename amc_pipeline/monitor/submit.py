@@ -15,6 +15,7 @@ from amc_pipeline.amc.errors import FINAL_TYPES, AmbiguousCreateError, AmcAuthEr
 from amc_pipeline.amc.models import AmcExecution, format_window_time
 from amc_pipeline.config import AccountConfig, InstanceConfig, PipelineConfig, WorkflowConfig
 from amc_pipeline.monitor.events import PassReport
+from amc_pipeline.monitor.parameters import parameter_values
 from amc_pipeline.monitor.transitions import apply_observation, first_check_at, move
 from amc_pipeline.partitions import next_utc_day, utc_day_start, window_for
 from amc_pipeline.store.records import Attempt, ExecutionView
@@ -23,6 +24,8 @@ from amc_pipeline.store.store import ExecutionStore
 
 log = logging.getLogger(__name__)
 
+#: How long a window of an AMC-scheduled workflow waits before the submit pass looks at it again.
+SCHEDULED_WAIT = timedelta(days=1)
 #: How far before our own submit time an adopted AMC execution's createTime may lie (clock skew).
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -39,12 +42,12 @@ def build_body(workflow: WorkflowConfig, execution: ExecutionView, attempt: Atte
     window = window_for(workflow, execution.partition_key)
     return execution_body(
         workflow_id=amc_workflow_id(workflow, attempt),
-        sql=workflow.sql,
+        sql=workflow.sql if workflow.is_ad_hoc else None,  # a saved workflow runs by its workflowId
         window_start=window.start_local,
         window_end=window.end_local,
         time_zone=window.timezone,
         timeout_seconds=workflow.max_runtime_minutes * 60,
-        parameter_values=dict(workflow.parameter_values) or None,
+        parameter_values=parameter_values(workflow, window) or None,
         ignore_data_gaps=workflow.ignore_data_gaps,
     )
 
@@ -191,6 +194,14 @@ def _submit_one(
     report: PassReport,
 ) -> bool:
     """Create one AMC execution. Returns True when a slot was used (created or possibly created)."""
+    if workflow.amc_schedule is not None and attempt.retry_count == 0:
+        # AMC's schedule runs this workflow's windows: the adoption pass (monitor/adopt.py, launched by
+        # amc_adoption_sensor) attaches the execution it starts to this attempt; creating one here would
+        # spend ad hoc quota twice. Nothing is due meanwhile, so the monitor sensor stays quiet.
+        # (A retry of a failed scheduled run is ours, like any retry: it is submitted below.)
+        store.update_attempt(attempt.id, expect_status=QUEUED, next_check_at=now + SCHEDULED_WAIT)
+        report.deferred += 1
+        return False
     if not store.begin_submit(attempt.id, now):
         return False  # another monitor run took it
     try:

@@ -25,7 +25,7 @@ from amc_pipeline.simulator.state import SimulatorState, request_id
 
 logger = logging.getLogger("amc_pipeline.simulator")
 
-_REPORTING = re.compile(r"^/amc/reporting/[^/]+/(workflowExecutions|workflows)(/[^/]+)?(/downloadUrls)?/?$")
+_REPORTING = re.compile(r"^/amc/reporting/[^/]+/(workflowExecutions|workflows|schedules)(/[^/]+)?(/downloadUrls)?/?$")
 
 
 def classify(method: str, path: str) -> str | None:
@@ -38,8 +38,8 @@ def classify(method: str, path: str) -> str | None:
     if not match:
         return None
     collection, item, urls = match.groups()
-    if collection == "workflows":
-        return "workflows"
+    if collection in ("workflows", "schedules"):
+        return collection
     if urls:
         return "download_urls"
     if item:

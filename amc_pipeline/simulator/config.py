@@ -34,7 +34,7 @@ FAULT_KINDS = (
 )
 
 #: Endpoint names used by faults and stats.
-ENDPOINTS = ("token", "create", "get", "list", "cancel", "download_urls", "download", "workflows")
+ENDPOINTS = ("token", "create", "get", "list", "cancel", "download_urls", "download", "workflows", "schedules")
 
 
 

@@ -139,6 +139,7 @@ class SimulatorServer:
 
     def executions(self, instance_id: str | None = None) -> list[dict[str, Any]]:
         state = self._state()
+        state.run_schedules()
         now = state.now()
         return [state.view(r, now) for r in state.list_records(instance_id)]
 

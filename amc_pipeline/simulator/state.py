@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,8 @@ class SimulatorState:
         self.clock_offset = 0.0
         self.executions: dict[str, dict[str, Any]] = {}
         self.workflows: dict[str, dict[str, dict[str, Any]]] = {}
+        #: AMC schedules by instance and scheduleId: {"public": <Schedule>, "anchor", "last_run"} (sim epochs).
+        self.schedules: dict[str, dict[str, dict[str, Any]]] = {}
         self.tokens: dict[str, tuple[str, float]] = {}
         #: Every access token and pre-signed URL signature ever handed out (kept through revocation and
         #: reset), so tests can prove none of them leaks into logs, stores or files.
@@ -97,6 +99,10 @@ class SimulatorState:
             "PRIMARY KEY (instance, workflow_id))"
         )
         self.db.execute("CREATE TABLE IF NOT EXISTS tokens (token TEXT PRIMARY KEY, client_id TEXT, expires REAL)")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS schedules (instance TEXT, schedule_id TEXT, data TEXT, "
+            "PRIMARY KEY (instance, schedule_id))"
+        )
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS instances (instance TEXT PRIMARY KEY, advertiser TEXT, marketplace TEXT)"
@@ -106,6 +112,8 @@ class SimulatorState:
             self.seq = max(self.seq, seq)
         for instance, wid, data in self.db.execute("SELECT instance, workflow_id, data FROM workflows"):
             self.workflows.setdefault(instance, {})[wid] = json.loads(data)
+        for instance, sid, data in self.db.execute("SELECT instance, schedule_id, data FROM schedules"):
+            self.schedules.setdefault(instance, {})[sid] = json.loads(data)
         for token, client_id, expires in self.db.execute("SELECT token, client_id, expires FROM tokens"):
             self.tokens[token] = (client_id, expires)
         for instance, adv, mkt in self.db.execute("SELECT instance, advertiser, marketplace FROM instances"):
@@ -231,6 +239,7 @@ class SimulatorState:
         with self.lock:
             self.executions.clear()
             self.workflows.clear()
+            self.schedules.clear()
             self.tokens.clear()
             self.faults.clear()
             self.stats_counter.clear()
@@ -238,7 +247,7 @@ class SimulatorState:
             self.clock_offset = 0.0
             self._files.clear()
             if self.db is not None:
-                for table in ("executions", "workflows", "tokens"):
+                for table in ("executions", "workflows", "schedules", "tokens"):
                     self.db.execute(f"DELETE FROM {table}")
                 self._meta("clock_offset", "0.0")
 
@@ -312,6 +321,83 @@ class SimulatorState:
             self._save_workflow(instance, workflow_id, None)
             return found is not None
 
+    # ---------------------------------------------------------------- schedules
+    def get_schedule(self, instance: str, schedule_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            found = self.schedules.get(instance, {}).get(schedule_id)
+            return copy.deepcopy(found["public"]) if found is not None else None
+
+    def list_schedules(self, instance: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [copy.deepcopy(s["public"]) for s in self.schedules.get(instance, {}).values()]
+
+    def put_schedule(self, instance: str, public: dict[str, Any]) -> None:
+        """Create or replace a schedule; its runs start at the next boundary after now."""
+        with self.lock:
+            existing = self.schedules.get(instance, {}).get(public["scheduleId"])
+            entry = {"public": copy.deepcopy(public), "anchor": self.now(),
+                     "last_run": existing["last_run"] if existing else None}
+            self.schedules.setdefault(instance, {})[public["scheduleId"]] = entry
+            self._save_schedule(instance, public["scheduleId"], entry)
+
+    def delete_schedule(self, instance: str, schedule_id: str) -> bool:
+        with self.lock:
+            found = self.schedules.get(instance, {}).pop(schedule_id, None)
+            self._save_schedule(instance, schedule_id, None)
+            return found is not None
+
+    def _save_schedule(self, instance: str, schedule_id: str, entry: dict[str, Any] | None) -> None:
+        if self.db is None:
+            return
+        if entry is None:
+            self.db.execute("DELETE FROM schedules WHERE instance = ? AND schedule_id = ?", (instance, schedule_id))
+        else:
+            self.db.execute("INSERT OR REPLACE INTO schedules (instance, schedule_id, data) VALUES (?, ?, ?)",
+                            (instance, schedule_id, json.dumps(entry)))
+
+    def run_schedules(self) -> int:
+        """Start every scheduled execution that fell due on the simulator clock; returns how many.
+
+        Called before executions are read, so runs appear on their cadence with no background task
+        (and when a test moves the clock, all runs in between appear, each created at its own time).
+        """
+        created = 0
+        with self.lock:
+            now = self.now()
+            for instance, entries in self.schedules.items():
+                for schedule_id, entry in entries.items():
+                    public = entry["public"]
+                    if not public.get("scheduleEnabled", True):
+                        continue
+                    after = max(entry["anchor"], entry["last_run"] or entry["anchor"])
+                    runs = schedule_runs(public, after, now)
+                    for run_at in runs:
+                        self._scheduled_execution(instance, public, run_at)
+                        entry["last_run"] = run_at
+                    if runs:
+                        created += len(runs)
+                        self._save_schedule(instance, schedule_id, entry)
+        return created
+
+    def _scheduled_execution(self, instance: str, schedule: dict[str, Any], run_at: float) -> None:
+        days = 7 if schedule.get("aggregationPeriod") == "Weekly" else 1
+        start, end = run_at - days * 86400, run_at
+        saved = self.get_workflow(instance, schedule["workflowId"]) or {}
+        local = "%Y-%m-%dT%H:%M:%S"
+        fields = {
+            "workflowId": schedule["workflowId"],
+            "workflowExecutionTimeoutSeconds": 21600,
+            "parameterValues": {},
+            "ignoreDataGaps": False,
+            "disableAggregationControls": bool(schedule.get("disableAggregationControls", False)),
+            "timeWindowStart": iso_z(start),
+            "timeWindowEnd": iso_z(end),
+            "timeWindowStartOriginal": datetime.fromtimestamp(start, UTC).strftime(local),
+            "timeWindowEndOriginal": datetime.fromtimestamp(end, UTC).strftime(local),
+            "timeWindowTimeZoneOriginal": "UTC",
+        }
+        self.create_execution(instance, fields, saved.get("sqlQuery"), at=run_at, category="SCHEDULED")
+
     # ---------------------------------------------------------------- executions
     def scenario_for(self, workflow_id: str) -> Scenario:
         with self.lock:
@@ -324,6 +410,7 @@ class SimulatorState:
                 1
                 for r in self.executions.values()
                 if r["instance"] == instance and datetime.fromtimestamp(r["created"], UTC).date() == day
+                and r["public"].get("executionCategory", "AD_HOC") == "AD_HOC"
             )
 
     def timeline(self, scenario: Scenario) -> list[tuple[float, str]]:
@@ -354,10 +441,17 @@ class SimulatorState:
         steps.append((t, "SUCCEEDED"))
         return steps
 
-    def create_execution(self, instance: str, fields: dict[str, Any], sql: str | None) -> dict[str, Any]:
-        """Store a new PENDING execution (validation is the caller's job) and return its AMC view."""
+    def create_execution(
+        self, instance: str, fields: dict[str, Any], sql: str | None, *, at: float | None = None,
+        category: str = "AD_HOC",
+    ) -> dict[str, Any]:
+        """Store a new PENDING execution (validation is the caller's job) and return its AMC view.
+
+        `at` backdates the creation (a schedule's run that fell due between two requests);
+        `category` is AMC's executionCategory (only AD_HOC counts against the daily quota).
+        """
         with self.lock:
-            now = self.now()
+            now = self.now() if at is None else at
             scenario = self.scenario_for(fields["workflowId"])
             columns = self._columns_for(scenario)
             self.seq += 1
@@ -369,7 +463,7 @@ class SimulatorState:
                     "createTime": iso_z(now),
                     "expireTime": iso_z(now + 86400),
                     "waitUntil": iso_z(now - 3600),  # as recorded live: an hour before createTime
-                    "executionCategory": "AD_HOC",
+                    "executionCategory": category,
                     "dataGaps": [],
                 }
             )
@@ -497,6 +591,30 @@ class SimulatorState:
 
     def sign(self, path: str, amz_date: str, expires: str) -> str:
         return hmac.new(self.signing_key, f"{path}\n{amz_date}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+#: Cap on the runs one schedule starts in one catch-up (a clock moved by years must not hang a request).
+MAX_CATCH_UP_RUNS = 400
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def schedule_runs(schedule: dict[str, Any], after: float, now: float) -> list[float]:
+    """A schedule's run times in (after, now]: every day (or every `aggregationStartDay`) at
+    `aggregationHourUtc`:00 UTC. Each run covers the period that ends at its run time."""
+    hour = int(schedule.get("aggregationHourUtc") or 0)
+    weekly = schedule.get("aggregationPeriod") == "Weekly"
+    first = datetime.fromtimestamp(after, UTC).replace(hour=hour, minute=0, second=0, microsecond=0)
+    if weekly:
+        want = WEEKDAYS.index(schedule.get("aggregationStartDay") or WEEKDAYS[first.weekday()])
+        first += timedelta(days=(want - first.weekday()) % 7)
+    step = timedelta(days=7 if weekly else 1)
+    while first.timestamp() <= after:
+        first += step
+    runs = []
+    while first.timestamp() <= now and len(runs) < MAX_CATCH_UP_RUNS:
+        runs.append(first.timestamp())
+        first += step
+    return runs
 
 
 def workflow_key(workflow_id: str) -> str:

@@ -26,7 +26,7 @@ from amc_pipeline.store.rows import (
     ts,
     utc,
 )
-from amc_pipeline.store.states import ACTIVE, PENDING, QUEUED, RUNNING, SUCCESS
+from amc_pipeline.store.states import ACTIVE, ORIGIN_SCHEDULE, PENDING, QUEUED, RUNNING, SUCCESS
 from amc_pipeline.store.tables import UTCDateTime
 
 #: How many due attempt ids a `DueSummary` carries (the sensor's run key and log line).
@@ -158,6 +158,8 @@ class DueWork(StoreEngine):
             .select_from(A.join(E, E.c.id == A.c.execution_id))
             .where(
                 E.c.instance_id == instance_id,
+                # An AMC schedule's runs spend no ad hoc quota (an execution started elsewhere does).
+                or_(A.c.origin.is_(None), A.c.origin != ORIGIN_SCHEDULE),
                 or_(
                     A.c.submitted_at >= ts(since),
                     and_(

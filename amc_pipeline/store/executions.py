@@ -29,7 +29,7 @@ from amc_pipeline.store.rows import (
     utc,
     view_from,
 )
-from amc_pipeline.store.states import CANCELLED, QUEUED
+from amc_pipeline.store.states import CANCELLED, ORIGINS, PENDING, QUEUED
 from amc_pipeline.store.status_writes import move_allowed, set_status
 
 logger = logging.getLogger(__name__)
@@ -167,6 +167,20 @@ class Executions(StoreEngine):
         now = utc(now)
         with self.engine.begin() as conn:
             return set_status(conn, attempt_id, from_status, to_status, now=now, **fields)
+
+    def adopt_attempt(self, attempt_id: int, *, now: datetime, origin: str, **fields: Any) -> bool:
+        """QUEUED -> PENDING for an AMC execution this pipeline did not create (`origin`), if no create started.
+
+        The extra condition (submit never started) is what makes adoption and submission exclusive:
+        a monitor run that already began a create for this attempt keeps it, and the adopter backs off,
+        so a window never gets two executions from the two paths.
+        """
+        if origin not in ORIGINS:
+            raise ValueError(f"unknown origin {origin!r}; expected one of {', '.join(ORIGINS)}")
+        now = utc(now)
+        with self.engine.begin() as conn:
+            return set_status(conn, attempt_id, QUEUED, PENDING, now=now, where=(A.c.submit_started_at.is_(None),),
+                              origin=origin, **fields)
 
     def update_attempt(self, attempt_id: int, *, expect_status: str | None = None, **fields: Any) -> bool:
         """Set attempt columns without changing the status (CAS on status when `expect_status` is given)."""

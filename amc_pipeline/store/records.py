@@ -40,6 +40,8 @@ class Attempt:
     failure_reason: str | None
     execution_time_seconds: float | None
     output_columns: str | None  # JSON text, see `columns()`
+    #: Who started the AMC execution: None (this pipeline), "schedule" (an AMC schedule), "external".
+    origin: str | None = None
 
     @property
     def is_active(self) -> bool:

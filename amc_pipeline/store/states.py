@@ -13,6 +13,11 @@ FAILED = "FAILED"
 CANCELLED = "CANCELLED"
 TIMEOUT = "TIMEOUT"
 
+#: Who started an attempt's AMC execution (the `origin` column; None means this pipeline did).
+ORIGIN_SCHEDULE = "schedule"  # an AMC schedule's run, adopted (spends no ad hoc quota)
+ORIGIN_EXTERNAL = "external"  # started elsewhere (console, another tool), adopted
+ORIGINS: tuple[str, ...] = (ORIGIN_SCHEDULE, ORIGIN_EXTERNAL)
+
 #: Every status, in lifecycle order (useful for tables and tests).
 STATUSES: tuple[str, ...] = (QUEUED, PENDING, RUNNING, SUCCESS, FAILED, CANCELLED, TIMEOUT)
 

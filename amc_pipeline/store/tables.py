@@ -129,6 +129,8 @@ amc_execution_attempts = Table(
     Column("failure_reason", Text, nullable=True),
     Column("execution_time_seconds", Float, nullable=True),
     Column("output_columns", Text, nullable=True),
+    # Revision 0005: pipeline (NULL) | schedule | external; see store/migrations/versions/0005_execution_origin.py.
+    Column("origin", String(16), nullable=True),
 )
 
 Index("uq_amc_execution_attempts_client_token", amc_execution_attempts.c.client_token, unique=True)

@@ -1,7 +1,7 @@
 """A tiny httpx client that speaks AMC's headers to a running simulator, and the bodies it sends.
 
 A plain module (not a conftest) so tests outside this folder can use it too: the client tests save
-a workflow through it, since the pipeline's own client has no workflow CRUD.
+a workflow through it, and the adoption tests start "someone else's" executions with it.
 """
 
 from __future__ import annotations

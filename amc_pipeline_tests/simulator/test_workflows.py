@@ -1,8 +1,9 @@
 """Saved workflows over plain HTTP: paging, updates, errors, faults and persistence.
 
-Why here: the pipeline's client has no workflow CRUD (it runs ad hoc SQL), but the simulator plays
-AMC, and AMC lets an execution name a saved workflow; these pin the endpoints' behaviour down with
-nothing between the test and the simulator. Create/get/delete and an execution by workflowId are in
+Why here: the simulator plays AMC, whose saved workflows `amc-pipeline sync` keeps and executions
+may name; these pin the endpoints' behaviour down with nothing between the test and the simulator
+(the client's side is in amc_pipeline_tests/test_sync.py and the contract tests). Create/get/delete
+and an execution by workflowId are in
 test_persistence_and_admin.py.
 """
 

@@ -191,6 +191,7 @@ class ExecutionRoutes:
         instance, denied = authorize(self.state, request)
         if denied:
             return denied
+        self.state.run_schedules()
         record = record_for(self.state, instance, request.path_params["executionId"])
         if isinstance(record, Response):
             return record
@@ -259,6 +260,7 @@ class ExecutionRoutes:
                 after = int(decode_token(q["nextToken"])["after"])
             except (ValueError, KeyError, TypeError):
                 return amc_error(400, "Invalid nextToken")
+        self.state.run_schedules()
         now = self.state.now()
         with self.state.lock:
             records = self.state.list_records(instance)

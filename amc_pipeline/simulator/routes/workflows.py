@@ -1,7 +1,8 @@
 """AMC's saved workflows: create, list (paged), get, update and delete under `/workflows`.
 
-The pipeline itself runs ad hoc SQL, but AMC also lets an execution name a saved workflow; these
-endpoints keep that path honest (a create by `workflowId` needs the workflow to exist).
+`amc-pipeline sync` keeps saved workflows equal to the YAML through these endpoints, and an execution
+may name a saved workflow (a create by `workflowId` needs the workflow to exist). Only the create
+answers `application/octet-stream`, as recorded live; the others answer the OpenAPI document's type.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class WorkflowRoutes:
             return amc_json(existing, WORKFLOW_CT)
         if request.method == "DELETE":
             self.state.delete_workflow(instance, workflow_id)
-            return Response(b"{}", media_type="application/octet-stream")
+            return Response(b"{}", media_type=WORKFLOW_CT)  # the document's type (no live recording)
         body = await json_body(request, WORKFLOW_CT)
         if isinstance(body, Response):
             return body
@@ -91,4 +92,4 @@ class WorkflowRoutes:
         existing.update(body)
         existing["workflowId"] = workflow_id
         self.state.put_workflow(instance, existing)
-        return Response(b"{}", media_type="application/octet-stream")
+        return Response(b"{}", media_type=WORKFLOW_CT)  # the document's type (no live recording)
