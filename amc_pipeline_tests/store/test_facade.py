@@ -15,7 +15,8 @@ MIXINS = (Executions, DueWork, Landing, Heartbeats, Notifications, Reports)
 
 # The public methods callers outside store/ rely on (enqueue_forced added by the split).
 PUBLIC = {
-    "active_attempts", "active_count", "active_counts", "adopt_attempt", "ambiguous_attempts", "amc_ids_for", "attempt_pairs",
+    "active_attempts", "active_count", "active_counts", "adopt_attempt", "ambiguous_attempts", "amc_ids_for",
+    "attempt_pairs",
     "attempts_for",
     "attempts_since", "begin_landing", "begin_submit", "close", "due_checks", "due_for_poll", "due_summary",
     "enqueue", "enqueue_forced", "get", "get_attempt", "get_by_amc_id", "get_live", "heartbeat", "landable",
