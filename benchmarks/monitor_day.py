@@ -323,11 +323,15 @@ class PreviousBackoff(PollStrategy):
     def instances_due(self, store: ExecutionStore, now: datetime) -> list[str]:
         return sorted({c.instance_id for c in store.due_checks(now)})
 
-    def checks(self, store: ExecutionStore, instance_id: str, now: datetime) -> list[DueCheck]:
-        return store.due_checks(now, instance_id=instance_id)
+    def checks(self, store: ExecutionStore, instance_ids: list[str], now: datetime) -> dict[str, list[DueCheck]]:
+        out: dict[str, list[DueCheck]] = {i: [] for i in instance_ids}
+        for check in store.due_checks(now):
+            if check.instance_id in out:
+                out[check.instance_id].append(check)
+        return out
 
-    def plan(self, store, config, instance_id):
-        return PreviousBackoffPlan(config.monitor)
+    def plans(self, store, config, instance_ids):
+        return {i: PreviousBackoffPlan(config.monitor) for i in instance_ids}
 
     def use_list(self, config, count: int) -> bool:
         return count >= self.LIST_THRESHOLD

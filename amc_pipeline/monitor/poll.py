@@ -44,12 +44,20 @@ class PollStrategy:
     def instances_due(self, store: ExecutionStore, now: datetime) -> list[str]:
         return store.due_instances(now)
 
-    def checks(self, store: ExecutionStore, instance_id: str, now: datetime) -> list[DueCheck]:
-        """Every active execution of the instance: checking one more costs nothing on a list page."""
-        return store.due_checks(instance_id=instance_id, every_active=True)
+    def checks(self, store: ExecutionStore, instance_ids: list[str], now: datetime) -> dict[str, list[DueCheck]]:
+        """Every active execution of each instance (checking one more costs nothing on a list page),
+        read in one query for all of them."""
+        wanted = set(instance_ids)
+        out: dict[str, list[DueCheck]] = {i: [] for i in instance_ids}
+        for check in store.due_checks(every_active=True):
+            if check.instance_id in wanted:
+                out[check.instance_id].append(check)
+        return out
 
-    def plan(self, store: ExecutionStore, config: PipelineConfig, instance_id: str) -> CheckPlan:
-        return RunTimePlan(config.monitor, store.run_times(instance_id, config.monitor.poll_history_runs))
+    def plans(self, store: ExecutionStore, config: PipelineConfig, instance_ids: list[str]) -> dict[str, CheckPlan]:
+        """Each instance's plan from its workflows' past run times (one history query for all)."""
+        history = store.run_times_for(instance_ids, config.monitor.poll_history_runs)
+        return {i: RunTimePlan(config.monitor, history.get(i, {})) for i in instance_ids}
 
     def use_list(self, config: PipelineConfig, count: int) -> bool:
         return count >= config.monitor.list_threshold
@@ -90,19 +98,34 @@ async def poll_due_async(
 ) -> PassReport:
     now = now or datetime.now(UTC)
     report = report or PassReport()
-    for instance_id in strategy.instances_due(store, now):
-        # Light rows: full (execution, attempt) pairs are loaded only for the few attempts that change.
-        items = strategy.checks(store, instance_id, now)
-        try:
-            instance = config.instance(instance_id)
-        except KeyError:
-            log.warning("%d active executions belong to unconfigured instance %s; skipped", len(items), instance_id)
-            continue
-        report.accounts_seen.add(instance.account)
-        items = await _enforce_timeouts(store, client, config, items, now, report)
-        plan = strategy.plan(store, config, instance_id)
-        await _poll_instance(store, client, config, instance, items, now, report, plan,
-                             strategy.use_list(config, len(items)))
+    # Instances are checked concurrently (at most `concurrency` at once; the client bounds requests in
+    # flight too): with 150 instances a pass is as long as its slowest instances, not their sum. Their
+    # "nothing changed" rows share one writer, so SQLite sees one batch writer for the pass.
+    slots = asyncio.Semaphore(config.monitor.concurrency)
+    quiet = _QuietWriter(store, now)
+    due = strategy.instances_due(store, now)
+    # Light rows: full (execution, attempt) pairs are loaded only for the few attempts that change.
+    checks = strategy.checks(store, due, now)
+    plans = strategy.plans(store, config, due)
+
+    async def one(instance_id: str) -> None:
+        async with slots:
+            items = checks[instance_id]
+            try:
+                instance = config.instance(instance_id)
+            except KeyError:
+                log.warning("%d active executions belong to unconfigured instance %s; skipped", len(items),
+                            instance_id)
+                return
+            report.accounts_seen.add(instance.account)
+            items = await _enforce_timeouts(store, client, config, items, now, report)
+            await _poll_instance(store, client, config, instance, items, now, report, plans[instance_id],
+                                 strategy.use_list(config, len(items)), quiet)
+
+    try:
+        await asyncio.gather(*(one(i) for i in due))
+    finally:
+        await quiet.close()
     return report
 
 
@@ -133,6 +156,11 @@ class _QuietWriter:
         batch, self.pending = self.pending, []
         self.task = asyncio.create_task(asyncio.to_thread(self.store.record_checks, batch, now=self.now))
 
+    async def flush(self) -> None:
+        """Start a batch of what is pending if no batch is being written (the pass closes at its end)."""
+        if self.pending and (self.task is None or self.task.done()):
+            self._start()
+
     async def close(self) -> None:
         if self.task is not None:
             await self.task
@@ -143,7 +171,7 @@ class _QuietWriter:
 
 
 async def _poll_instance(store, client, config, instance, items: list[DueCheck], now, report,
-                         plan: CheckPlan, use_list: bool) -> None:
+                         plan: CheckPlan, use_list: bool, quiet: _QuietWriter) -> None:
     if not items:
         return
     policy = config.monitor
@@ -152,7 +180,6 @@ async def _poll_instance(store, client, config, instance, items: list[DueCheck],
     observed: dict[str, AmcExecution] = {}
     errors: dict[str, AmcError] = {}
     changed: list[DueCheck] = []
-    quiet = _QuietWriter(store, now)
 
     def seen(amc: AmcExecution) -> None:
         """Called as each status arrives: unchanged ones are queued for the batch write at once."""
@@ -201,7 +228,7 @@ async def _poll_instance(store, client, config, instance, items: list[DueCheck],
             else:
                 failing.append((item, err))
     finally:
-        await quiet.close()
+        await quiet.flush()
 
     # Changes and per-execution errors go through the state machine one by one, on full rows.
     # An attempt whose status moved since it was read (another monitor run) is that run's to record.

@@ -296,24 +296,37 @@ class DueWork(StoreEngine):
         running time), newest first, at most `per_workflow` each: what the poll plan knows about how
         long a workflow's runs take. One query, for every workflow of the instance.
         """
+        return self.run_times_for([instance_id], per_workflow).get(instance_id, {})
+
+    def run_times_for(self, instance_ids: Sequence[str], per_workflow: int = 20
+                      ) -> dict[str, dict[str, list[float]]]:
+        """`run_times` of many instances in one query (instance -> workflow -> seconds, newest first).
+
+        Why one query: a pass over 150 instances asked 150 times, each a scan of the SUCCESS history,
+        and spent most of its time there rather than waiting for AMC.
+        """
+        if not instance_ids:
+            return {}
         ranked = (
             select(
+                E.c.instance_id.label("instance_id"),
                 E.c.workflow.label("workflow"),
                 A.c.execution_time_seconds.label("seconds"),
                 func.row_number().over(
-                    partition_by=E.c.workflow, order_by=(A.c.completed_at.desc(), A.c.id.desc())
+                    partition_by=(E.c.instance_id, E.c.workflow), order_by=(A.c.completed_at.desc(), A.c.id.desc())
                 ).label("n"),
             )
             .select_from(A.join(E, E.c.id == A.c.execution_id))
-            .where(A.c.status == SUCCESS, E.c.instance_id == instance_id, A.c.execution_time_seconds.is_not(None))
+            .where(A.c.status == SUCCESS, E.c.instance_id.in_(list(instance_ids)),
+                   A.c.execution_time_seconds.is_not(None))
             .subquery()
         )
-        stmt = select(ranked.c.workflow, ranked.c.seconds).where(ranked.c.n <= per_workflow).order_by(
-            ranked.c.workflow, ranked.c.n)
-        out: dict[str, list[float]] = {}
+        stmt = select(ranked.c.instance_id, ranked.c.workflow, ranked.c.seconds).where(
+            ranked.c.n <= per_workflow).order_by(ranked.c.instance_id, ranked.c.workflow, ranked.c.n)
+        out: dict[str, dict[str, list[float]]] = {}
         with self._read() as conn:
-            for workflow, seconds in conn.execute(stmt):
-                out.setdefault(workflow, []).append(float(seconds))
+            for instance_id, workflow, seconds in conn.execute(stmt):
+                out.setdefault(instance_id, {}).setdefault(workflow, []).append(float(seconds))
         return out
 
     def attempt_pairs(self, attempt_ids: Iterable[int]) -> dict[int, tuple[ExecutionView, Attempt]]:

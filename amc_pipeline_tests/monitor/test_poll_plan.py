@@ -166,6 +166,9 @@ def test_run_times_newest_first_per_workflow_and_instance(db_url):
         assert store.run_times(INSTANCE_ID, per_workflow=2) == {"wf": [2400.0, 1800.0], "other": [300.0]}
         assert store.run_times("elsewhere") == {"wf": [5940.0]}
         assert store.run_times("nobody") == {}
+        # Many instances in one query: the same answers, keyed by instance.
+        assert store.run_times_for([INSTANCE_ID, "elsewhere", "nobody"], per_workflow=2) == {
+            INSTANCE_ID: {"wf": [2400.0, 1800.0], "other": [300.0]}, "elsewhere": {"wf": [5940.0]}}
 
 
 def test_due_instances_and_every_active_checks(db_url):

@@ -24,7 +24,7 @@ PUBLIC = {
     "record_land_failure", "record_landed", "instances_with_submit_work", "submitted_since", "transition",
     "update_attempt", "upgrade",
     # The poll pass per instance (monitor/poll.py): which instances have a check due, past run times.
-    "due_instances", "run_times",
+    "due_instances", "run_times", "run_times_for",
     # Notifications (what each notification target was sent; amc_pipeline/notify/).
     "add_notifications", "claim_notification", "failing_notification_targets", "list_notifications",
     "notification_keys", "open_notifications", "pending_notifications", "record_notification_failure",
