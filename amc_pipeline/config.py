@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from amc_pipeline.config_packing import PackingConfig
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = "amc_pipeline.yaml"
 DEFAULT_API_URL = "https://advertising-api.amazon.com"
@@ -89,6 +91,8 @@ class WorkflowConfig(_Model):
     tags: dict[str, str] = Field(default_factory=dict)
     parameter_values: dict[str, str] = Field(default_factory=dict)
     ignore_data_gaps: bool = False
+    #: Opt-in: contiguous queued windows in one AMC execution, split back at landing (docs/packing.md).
+    packing: PackingConfig | None = None
 
     @field_validator("name")
     @classmethod

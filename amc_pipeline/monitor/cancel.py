@@ -11,6 +11,7 @@ from amc_pipeline.amc.client import AmcClient, AsyncAmcClient
 from amc_pipeline.amc.errors import AmcError
 from amc_pipeline.config import InstanceConfig, PipelineConfig
 from amc_pipeline.monitor.events import StatusChange
+from amc_pipeline.monitor.packing import cancel_target
 from amc_pipeline.monitor.transitions import move
 from amc_pipeline.partitions import window_for
 from amc_pipeline.store.records import Attempt, ExecutionView
@@ -59,6 +60,7 @@ def cancel_attempt(
     to_status: str = CANCELLED,
     reason: str = "cancelled by request",
 ) -> StatusChange | None:
+    execution, attempt = cancel_target(store, execution, attempt)  # a pack member: its pack
     error = None
     if _needs_amc_cancel(attempt):
         try:
@@ -79,6 +81,7 @@ async def cancel_attempt_async(
     to_status: str = CANCELLED,
     reason: str = "cancelled by request",
 ) -> StatusChange | None:
+    execution, attempt = cancel_target(store, execution, attempt)  # a pack member: its pack
     error = None
     if _needs_amc_cancel(attempt):
         try:

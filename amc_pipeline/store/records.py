@@ -40,6 +40,9 @@ class Attempt:
     failure_reason: str | None
     execution_time_seconds: float | None
     output_columns: str | None  # JSON text, see `columns()`
+    #: Packing (docs/packing.md): the id of the pack's leading attempt; this attempt's own id when it
+    #: leads a pack; None outside packs.
+    pack_leader_id: int | None = None
 
     @property
     def is_active(self) -> bool:
@@ -48,6 +51,15 @@ class Attempt:
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def is_pack_member(self) -> bool:
+        """A window riding on another attempt's AMC execution: never submitted or polled itself."""
+        return self.pack_leader_id is not None and self.pack_leader_id != self.id
+
+    @property
+    def is_pack_leader(self) -> bool:
+        return self.pack_leader_id is not None and self.pack_leader_id == self.id
 
     @property
     def is_ambiguous(self) -> bool:

@@ -129,6 +129,9 @@ amc_execution_attempts = Table(
     Column("failure_reason", Text, nullable=True),
     Column("execution_time_seconds", Float, nullable=True),
     Column("output_columns", Text, nullable=True),
+    # Revision 0005: packing. The pack's leading attempt (the one AMC knows) has its own id here; each
+    # other window of the pack points at it; NULL for an attempt that is not part of a pack.
+    Column("pack_leader_id", Integer, nullable=True),
 )
 
 Index("uq_amc_execution_attempts_client_token", amc_execution_attempts.c.client_token, unique=True)
@@ -159,6 +162,9 @@ Index(
 # Revision 0002: the quota count (submitted_at >= since / submit_started_at >= since) as index range scans.
 Index("ix_amc_execution_attempts_submitted_at", amc_execution_attempts.c.submitted_at)
 Index("ix_amc_execution_attempts_submit_started_at", amc_execution_attempts.c.submit_started_at)
+
+# Revision 0005: the members of a pack, read at every status move of a leader.
+Index("ix_amc_execution_attempts_pack_leader", amc_execution_attempts.c.pack_leader_id)
 
 #: Attempt columns a caller may set through transition()/update_attempt() (not keys, not status).
 ATTEMPT_WRITABLE: frozenset[str] = frozenset(
