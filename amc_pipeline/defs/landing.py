@@ -13,6 +13,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from amc_pipeline.config import PipelineConfig
 from amc_pipeline.defs.observations import workflow_asset_key
+from amc_pipeline.defs.pack_landing import pack_landing_requests
 from amc_pipeline.defs.resources import StoreResource
 from amc_pipeline.defs.workflow_assets import REPORT_FAILURE_TAG
 from amc_pipeline.health.status import FINAL_FAILURES
@@ -88,9 +89,12 @@ def landing_defs(config: PipelineConfig, jobs: list[UnresolvedAssetJobDefinition
     def amc_landing_sensor(context: dg.SensorEvaluationContext, amc_store: StoreResource):
         now = datetime.now(UTC)
         store = amc_store.get_store()
-        requests = []
-        for execution in store.landable(now, limit=MAX_REQUESTS_PER_TICK,
-                                        max_land_attempts=config.monitor.max_landing_attempts):
+        landable = store.landable(now, limit=MAX_REQUESTS_PER_TICK,
+                                  max_land_attempts=config.monitor.max_landing_attempts)
+        # Windows of a pack land together: one partition-range run per pack (defs/pack_landing.py).
+        landable, requests = pack_landing_requests(store, context.instance, landable, workflow_job_name,
+                                                    workflows)
+        for execution in landable:
             if execution.workflow not in workflows:
                 continue
             run_key = f"land:{execution.id}:{execution.land_attempts + 1}"
