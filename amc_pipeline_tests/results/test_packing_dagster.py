@@ -126,7 +126,8 @@ def test_45_windows_with_quota_2_is_two_executions(env, tmp_path):
             assert spans == [("2026-10-01", "2026-11-01"), ("2026-11-01", "2026-11-15")]  # 31 + 14 windows
             requests = landing_requests(defs, instance, r)
             assert len(requests) == 2
-            landed = [m.partition for q in requests for m in run(defs, instance, r, q).get_asset_materialization_events()]
+            landed = [m.partition for q in requests
+                      for m in run(defs, instance, r, q).get_asset_materialization_events()]
             assert sorted(landed) == window_keys
             print(f"\npacked e2e: 45 windows, quota 2/day, AMC executions used: {len(executions)}, "
                   f"partitions landed: {len(landed)}")
