@@ -173,3 +173,24 @@ def test_a_failed_pack_fails_every_window_and_its_retry_is_one_execution(env, tm
                 == window_keys
             status = instance.get_status_by_partition(dg.AssetKey(["amc", "daily"]), window_keys, pdef)
             assert {v.value for v in status.values()} == {"MATERIALIZED"}
+
+
+def test_an_empty_window_of_a_pack_lands_and_has_rows_warns(env, tmp_path):
+    window_keys = keys("2026-10-01", 4)
+    with rig([packed("daily")], database_url=f"sqlite:///{tmp_path / 's.db'}",
+             scenarios={"daily": Scenario(rows=2, files=1)}) as r:  # rows on the first two days only
+        defs = build_definitions(r.config)
+        with dg.instance_for_test() as instance:
+            backfill(r, defs, instance, "daily", window_keys)
+            r.drive(lambda: all_status(r, "daily", window_keys, "SUCCESS"))
+            [request] = landing_requests(defs, instance, r)
+            result = run(defs, instance, r, request)
+            assert result.success
+            rows = {m.partition: m.materialization.metadata["dagster/row_count"].value
+                    for m in result.get_asset_materialization_events()}
+            assert rows == {"2026-10-01": 1, "2026-10-02": 1, "2026-10-03": 0, "2026-10-04": 0}
+            checks = {(e.partition, e.check_name): e for e in result.get_asset_check_evaluations()}
+            assert not checks[("2026-10-04", "has_rows")].passed
+            assert checks[("2026-10-04", "has_rows")].severity == dg.AssetCheckSeverity.WARN
+            assert checks[("2026-10-01", "has_rows")].passed
+            assert all(checks[(k, "schema_matches_previous")].passed for k in window_keys)
