@@ -41,6 +41,8 @@ class PackPlan:
     window: Window | None = None
     #: The block is not full and a window joined it less than `settle_seconds` ago: wait until then.
     wait_until: datetime | None = None
+    #: The attempts of that block: all wait together, so they are due together and packed together.
+    waiting: tuple[int, ...] = ()
     #: The attempt is no longer a free queued window (another pass packed or sent it): leave it.
     skip: bool = False
 
@@ -65,7 +67,7 @@ def plan_pack(
     span = timedelta(days=_DAYS_PER_WINDOW * packing.max_windows)
     items: list[tuple[Window, ExecutionView, Attempt]] = []
     for other, other_attempt in store.pack_candidates(
-        workflow.name, execution.instance_id, attempt.id, own.start_utc - span, own.end_utc + span, now
+        workflow.name, execution.instance_id, attempt.id, own.start_utc - span, own.end_utc + span
     ):
         try:
             items.append((window_for(workflow, other.partition_key), other, other_attempt))
@@ -79,7 +81,7 @@ def plan_pack(
         newest = max(e.requested_at for _, e, _ in block)
         settled_at = newest + timedelta(seconds=packing.settle_seconds)
         if settled_at > now:
-            return PackPlan(wait_until=settled_at)
+            return PackPlan(wait_until=settled_at, waiting=tuple(a.id for _, _, a in block))
     members = tuple((e, a) for _, e, a in chunk if e.id != execution.id)
     if not members:
         return PackPlan()
@@ -100,6 +102,13 @@ def _contiguous_block(
     while block[-1][0].end_utc in by_start:
         block.append(by_start.pop(block[-1][0].end_utc))
     return block
+
+
+def defer_pack(store: ExecutionStore, plan: PackPlan) -> int:
+    """Make every window of a settling block due at `plan.wait_until`; returns how many were deferred."""
+    assert plan.wait_until is not None
+    return sum(store.update_attempt(attempt_id, expect_status=QUEUED, next_check_at=plan.wait_until)
+               for attempt_id in plan.waiting)
 
 
 def claim_for_submit(store: ExecutionStore, plan: PackPlan | None, attempt: Attempt, now: datetime) -> bool:

@@ -15,7 +15,7 @@ from amc_pipeline.amc.errors import FINAL_TYPES, AmbiguousCreateError, AmcError,
 from amc_pipeline.amc.models import AmcExecution, format_window_time
 from amc_pipeline.config import InstanceConfig, PipelineConfig, WorkflowConfig
 from amc_pipeline.monitor.events import PassReport
-from amc_pipeline.monitor.packing import claim_for_submit, execution_window, plan_pack
+from amc_pipeline.monitor.packing import claim_for_submit, defer_pack, execution_window, plan_pack
 from amc_pipeline.monitor.transitions import apply_observation, first_check_at, move
 from amc_pipeline.partitions import Window, next_utc_day, utc_day_start, window_for
 from amc_pipeline.store.records import Attempt, ExecutionView
@@ -132,8 +132,7 @@ def _submit_one(
     pack = plan_pack(store, workflow, execution, attempt, now)  # None: the workflow does not pack
     if pack is not None and (pack.skip or pack.wait_until is not None):
         if pack.wait_until is not None:
-            store.update_attempt(attempt.id, expect_status=QUEUED, next_check_at=pack.wait_until)
-            report.deferred += 1
+            report.deferred += defer_pack(store, pack)
         return False
     if not claim_for_submit(store, pack, attempt, now):
         return False  # another monitor run took it

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy import Connection, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from amc_pipeline.store.engine import StoreEngine
@@ -74,15 +74,16 @@ class Packs(StoreEngine):
     """Claiming windows into a pack, and reading which windows a pack covers."""
 
     def pack_candidates(
-        self, workflow: str, instance_id: str, leader_attempt_id: int, lo: datetime, hi: datetime, now: datetime
+        self, workflow: str, instance_id: str, leader_attempt_id: int, lo: datetime, hi: datetime
     ) -> list[tuple[ExecutionView, Attempt]]:
         """Live windows of (workflow, instance) that may join the leader's pack, by window start.
 
-        A candidate's current attempt is QUEUED, its create never started, and it is either free and due
-        (next_check_at <= now) or already a member of this leader (a lost create being sent again must
-        cover the same windows). Windows starting in [lo, hi) only.
+        A candidate's current attempt is QUEUED, its create never started, and it is either free or
+        already a member of this leader (a lost create being sent again must cover the same windows).
+        Free windows join whether due or not: a window waiting for a slot, for tomorrow's quota or for
+        its block to settle costs nothing more inside a pack that is being sent now. Windows starting
+        in [lo, hi) only.
         """
-        now = utc(now)
         stmt = (
             pairs_select()
             .where(
@@ -95,10 +96,7 @@ class Packs(StoreEngine):
                 A.c.id != leader_attempt_id,
                 E.c.window_start >= ts(utc(lo)),
                 E.c.window_start < ts(utc(hi)),
-                or_(
-                    and_(A.c.pack_leader_id.is_(None), A.c.next_check_at <= ts(now)),
-                    A.c.pack_leader_id == leader_attempt_id,
-                ),
+                or_(A.c.pack_leader_id.is_(None), A.c.pack_leader_id == leader_attempt_id),
             )
             .order_by(E.c.window_start, E.c.id)
         )
