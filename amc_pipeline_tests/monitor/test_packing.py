@@ -5,7 +5,8 @@ from datetime import date, timedelta
 from amc_pipeline.monitor.cancel import cancel_executions, cancel_targets
 from amc_pipeline.monitor.events import PassReport
 from amc_pipeline.monitor.submit import submit_queued
-from amc_pipeline.partitions import utc_day_start
+from amc_pipeline.monitor.windows import request_window
+from amc_pipeline.partitions import utc_day_start, window_for
 from amc_pipeline.simulator import Fault, Scenario
 from amc_pipeline_tests.constants import INSTANCE_ID
 from amc_pipeline_tests.harness import now_utc, rig
@@ -112,3 +113,20 @@ def test_cancelling_one_window_cancels_its_pack(db_url):
         assert {c.partition_key for c in changes for c in (c, *c.members)} == set(keys("2026-10-01", 3))
         [execution] = r.sim.executions()
         assert execution["status"] == "CANCELLED"
+
+
+def test_a_forced_rerun_takes_one_window_out_of_its_running_pack(db_url):
+    window_keys = keys("2026-10-01", 3)
+    with rig([packed()], database_url=db_url, scenarios={"daily": Scenario(kind="stuck_running")}) as r:
+        for key in window_keys:
+            r.request("daily", key)
+        r.drive(lambda: all(r.status("daily", k) == "RUNNING" for k in window_keys))
+        workflow = r.config.workflow("daily")
+        outcome = request_window(r.store, workflow, r.config.instance(workflow.instance_id),
+                                 window_for(workflow, "2026-10-02"), client=lambda: r.client, force_new=True)
+        [change] = outcome.changes
+        assert (change.partition_key, change.to_status) == ("2026-10-02", "CANCELLED")
+        assert r.status("daily", "2026-10-02") == "QUEUED"  # its own new execution, queued
+        assert [r.status("daily", k) for k in ("2026-10-01", "2026-10-03")] == ["RUNNING", "RUNNING"]
+        [execution] = r.sim.executions()
+        assert execution["status"] == "RUNNING"  # the pack keeps running for the others
