@@ -91,5 +91,5 @@ def test_sigkill_mid_pack_landing_leaves_every_partition_whole(tmp_path):
         assert all(version(data_dir, k)[0] == 60_000 for k in KEYS)
         assert pq.read_table(data_dir / "results" / "packed", partitioning="hive").num_rows == 600_000
         print(f"\nkill -9 during a pack landing: {len(new)} of {len(KEYS)} partitions had the new version, "
-              f"{len(KEYS) - len(new)} the old one, 0 partial; the next try landed the remaining "
-              f"{len(again.windows)}")
+              f"{len(KEYS) - len(new)} the old one, 0 partial; the next try landed "
+              f"{len(again.windows)} window(s) not yet recorded as landed")
