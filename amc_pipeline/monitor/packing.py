@@ -59,6 +59,10 @@ def plan_pack(
     if packing is None:
         return None
     fresh = store.get_attempt(attempt.id)
+    if fresh.is_pack_member and fresh.status == QUEUED and fresh.next_check_at is not None:
+        # A member is never due itself (its leader's create carries it): undo a deferral written to it
+        # from a stale list, so the monitor sensor does not see it as work.
+        store.update_attempt(fresh.id, expect_status=QUEUED, next_check_at=None)
     if fresh.status != QUEUED or fresh.submit_started_at is not None or fresh.is_pack_member:
         return PackPlan(skip=True)
     if packing.max_windows < 2:
