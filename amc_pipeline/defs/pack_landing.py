@@ -98,6 +98,7 @@ def report_pack(context: Any, store: ExecutionStore, workflow: WorkflowConfig, p
             "amc/packed_execution": dg.MetadataValue.text(packed.amc_execution_id),
             "amc/pack_range": dg.MetadataValue.text(packed.pack_range),
             "amc/pack_rows": dg.MetadataValue.int(packed.pack_rows),
+            "amc/run_seconds": dg.MetadataValue.float(float(packed.run_seconds)),
         })
         context.log_event(dg.AssetMaterialization(asset_key=key, partition=execution.partition_key, metadata=meta))
         drift = (table_drift(landing.table_name, landing.previous_schema, landing.schema) if landing.table_name

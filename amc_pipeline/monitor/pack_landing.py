@@ -55,6 +55,8 @@ class PackLanded:
     windows: list[tuple[ExecutionView, Landed]]
     #: Rows of the packed execution (the sum over windows, rows of windows no longer packed included).
     pack_rows: int
+    #: AMC's running time of the packed execution (members carry none of their own).
+    run_seconds: float = 0.0
 
 
 def pack_of_attempt(store: ExecutionStore, leader_attempt_id: int) -> list[tuple[ExecutionView, Attempt]]:
@@ -124,7 +126,8 @@ def land_pack(
         logger.error(f"{label}: landing the pack failed after {len(done)} of {len(to_land)} window(s): {exc}; "
                      f"each partition is whole (previous or new version) and the landing sensor retries")
         raise
-    return PackLanded(leader.amc_execution_id, leader.id, pack_range, landed, pack_rows)
+    return PackLanded(leader.amc_execution_id, leader.id, pack_range, landed, pack_rows,
+                      leader.execution_time_seconds or 0.0)
 
 
 def _land(store, client, instance, workflow, leader, windows, to_land, land_attempts, *, data_dir, results,

@@ -99,6 +99,7 @@ def test_30_day_backfill_is_one_execution_and_30_partitions(env, tmp_path):
                 count = meta["dagster/row_count"].value
                 assert count == by_day[m.partition] == pq.read_table(partition_dir(env, "daily", m.partition)).num_rows
                 assert meta["amc/packed_execution"].value == execution["workflowExecutionId"]
+                assert meta["amc/pack_range"].value == f"{window_keys[0]}..{window_keys[-1]}"
                 total += count
             landed = pq.read_table(env / "results" / "daily", partitioning="hive")
             assert total == landed.num_rows == len(rows) == 600
