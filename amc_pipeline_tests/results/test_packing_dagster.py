@@ -158,7 +158,7 @@ def test_a_failed_pack_fails_every_window_and_its_retry_is_one_execution(env, tm
                 failed = run(defs, instance, r, q)
                 assert not failed.success
                 [failure] = failed.get_step_failure_events()
-                assert "Internal service error" in failure.step_failure_data.error.message
+                assert "Internal service error" in failure.step_failure_data.error.to_string()
             pdef = partitions_def(r.config.workflow("daily"))
             status = instance.get_status_by_partition(dg.AssetKey(["amc", "daily"]), window_keys, pdef)
             assert {v.value for v in status.values()} == {"FAILED"}
@@ -195,3 +195,28 @@ def test_an_empty_window_of_a_pack_lands_and_has_rows_warns(env, tmp_path):
             assert checks[("2026-10-04", "has_rows")].severity == dg.AssetCheckSeverity.WARN
             assert checks[("2026-10-01", "has_rows")].passed
             assert all(checks[(k, "schema_matches_previous")].passed for k in window_keys)
+
+
+def test_a_pack_landing_that_fails_marks_its_partitions_failed_and_is_asked_again(env, tmp_path):
+    window_keys = keys("2026-10-01", 3)
+    columns = [{"name": "campaign", "dataType": "STRING"}, {"name": "impressions", "dataType": "LONG"}]
+    with rig([packed("daily")], database_url=f"sqlite:///{tmp_path / 's.db'}",
+             scenarios={"daily": Scenario(rows=6, columns=columns)}) as r:  # no `date` column in the result
+        defs = build_definitions(r.config)
+        with dg.instance_for_test() as instance:
+            backfill(r, defs, instance, "daily", window_keys)
+            r.drive(lambda: all_status(r, "daily", window_keys, "SUCCESS"))
+            [request] = landing_requests(defs, instance, r)
+            leader = request.tags[PACK_TAG]
+            assert request.run_key == f"land-pack:{leader}:1"
+            result = run(defs, instance, r, request)
+            assert not result.success
+            [failure] = result.get_step_failure_events()
+            error = failure.step_failure_data.error.to_string()
+            assert "packing.split_column 'date': not among the outputColumns" in error
+            pdef = partitions_def(r.config.workflow("daily"))
+            status = instance.get_status_by_partition(dg.AssetKey(["amc", "daily"]), window_keys, pdef)
+            assert {v.value for v in status.values()} == {"FAILED"}  # the range run failed for every window
+            r.drive(lambda: landing_requests(defs, instance, r) != [], pause=0.1)  # after the landing backoff
+            [again] = landing_requests(defs, instance, r)
+            assert again.run_key == f"land-pack:{leader}:2"
