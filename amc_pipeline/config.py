@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from amc_pipeline.config_packing import PackingConfig
 from amc_pipeline.config_schedule import AmcScheduleConfig
 from amc_pipeline.templating import check_template
 
@@ -175,6 +176,9 @@ class WorkflowConfig(_Model):
         if data.get("saved_workflow") is True and not data.get("workflow_id") and isinstance(data.get("name"), str):
             data = {**data, "workflow_id": data["name"]}
         return data
+
+    #: Opt-in: contiguous queued windows in one AMC execution, split back at landing (docs/packing.md).
+    packing: PackingConfig | None = None
 
     @field_validator("name")
     @classmethod

@@ -14,6 +14,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from amc_pipeline.config import PipelineConfig
 from amc_pipeline.defs.observations import workflow_asset_key
+from amc_pipeline.defs.pack_landing import pack_landing_requests
 from amc_pipeline.defs.resources import StoreResource
 from amc_pipeline.defs.workflow_assets import REPORT_FAILURE_TAG
 from amc_pipeline.health.status import FINAL_FAILURES
@@ -101,15 +102,28 @@ def landing_defs(config: PipelineConfig, jobs: list[UnresolvedAssetJobDefinition
     def amc_landing_sensor(context: dg.SensorEvaluationContext, amc_store: StoreResource):
         now = datetime.now(UTC)
         store = amc_store.get_store()
-        requests = []
         # Landings download and convert: at most max_landings_per_instance runs per AMC instance and
         # max_concurrent_landings in all, counting the ones already in flight; the rest wait a tick.
         busy = landings_in_flight(context.instance)
         total = sum(busy.values())
         held = 0
         # Read past the first page, so one busy instance's backlog does not hide the others' windows.
-        for execution in store.landable(now, limit=MAX_REQUESTS_PER_TICK * 10,
-                                        max_land_attempts=config.monitor.max_landing_attempts):
+        landable = store.landable(now, limit=MAX_REQUESTS_PER_TICK * 10,
+                                  max_land_attempts=config.monitor.max_landing_attempts)
+        # Windows of a pack land together: one run per pack (defs/pack_landing.py), within the limits.
+        landable, pack_requests = pack_landing_requests(store, context.instance, landable, workflow_job_name,
+                                                         workflows)
+        requests = []
+        for request in pack_requests:
+            where = request.tags["amc/instance"]
+            if total >= config.monitor.max_concurrent_landings or \
+                    busy[where] >= config.monitor.max_landings_per_instance:
+                held += 1
+                continue
+            requests.append(request)
+            busy[where] += 1
+            total += 1
+        for execution in landable:
             if execution.workflow not in workflows:
                 continue
             if len(requests) >= MAX_REQUESTS_PER_TICK:

@@ -27,4 +27,5 @@ def observation(change: StatusChange) -> dg.AssetObservation:
 
 def emit_changes(context: dg.OpExecutionContext | dg.AssetExecutionContext, changes: Iterable[StatusChange]) -> None:
     for change in changes:
-        context.log_event(observation(change))
+        for one in (change, *change.members):  # a pack's move shows on every window it covers
+            context.log_event(observation(one))

@@ -14,6 +14,7 @@ from amc_pipeline.config import PipelineConfig, Settings, WorkflowConfig
 from amc_pipeline.defs.checks import data_check_specs, rows_check, schema_check
 from amc_pipeline.defs.metadata import materialization
 from amc_pipeline.defs.observations import emit_changes, workflow_asset_key
+from amc_pipeline.defs.pack_landing import PACK_TAG, land_and_report
 from amc_pipeline.defs.resources import AmcResource, StoreResource
 from amc_pipeline.monitor.windows import Action, land_window, report_failure, request_window
 from amc_pipeline.partitions import partitions_def, window_for
@@ -109,6 +110,13 @@ def workflow_asset(workflow: WorkflowConfig, config: PipelineConfig) -> dg.Asset
         amc_store: StoreResource,
     ):
         store = amc_store.get_store()
+        if PACK_TAG in context.run.tags:  # a pack's landing run over its partition range (docs/packing.md)
+            leader = int(context.run.tags[PACK_TAG])
+            pack_instance = pipeline.instance(store.get(store.get_attempt(leader).execution_id).instance_id)
+            land_and_report(context, store, amc.get_client(), workflow, pack_instance, leader,
+                            policy=policy, storage=storage, database_url=amc_store.database_url,
+                            redownload=config.redownload)
+            return
         if REPORT_FAILURE_TAG in context.run.tags:
             failed = report_failure(store, workflow, window_for(workflow, context.partition_key))
             if failed is None:
@@ -129,6 +137,11 @@ def workflow_asset(workflow: WorkflowConfig, config: PipelineConfig) -> dg.Asset
         context.log.info(outcome.message)
         emit_changes(context, outcome.changes)
         if outcome.action is not Action.LAND:
+            return
+        if outcome.execution.attempt is not None and outcome.execution.attempt.pack_leader_id is not None:
+            land_and_report(context, store, amc.get_client(), workflow, instance,
+                            outcome.execution.attempt.pack_leader_id, policy=policy, storage=storage,
+                            database_url=amc_store.database_url, redownload=config.redownload)
             return
         landed = land_window(store, amc.get_client(), instance, outcome.execution, policy,
                              data_dir=Settings.from_env().data_dir, results=results_root(storage),

@@ -5,12 +5,14 @@ which the next poll will record. A QUEUED attempt was never sent, so it is cance
 """
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from amc_pipeline.amc.client import AmcClient, AsyncAmcClient
 from amc_pipeline.amc.errors import AmcError
 from amc_pipeline.config import InstanceConfig, PipelineConfig
 from amc_pipeline.monitor.events import StatusChange
+from amc_pipeline.monitor.packing import cancel_target
 from amc_pipeline.monitor.transitions import move
 from amc_pipeline.partitions import window_for
 from amc_pipeline.store.records import Attempt, ExecutionView
@@ -88,6 +90,32 @@ async def cancel_attempt_async(
     return _record(store, execution, attempt, now, to_status, reason, error)
 
 
+def cancel_superseded(
+    store: ExecutionStore,
+    client: Callable[[], AmcClient],
+    instance: InstanceConfig,
+    execution: ExecutionView,
+    attempt: Attempt,
+    now: datetime,
+) -> StatusChange | None:
+    """A forced re-run superseded `execution` while in flight: stop what only it needs.
+
+    A window riding on a pack leaves it (CANCELLED in the store, its rows never landed) and the pack
+    keeps running for the other windows; a pack's leader whose members still follow it keeps running
+    too (its window lands from the new execution, the members from the pack); anything else is
+    cancelled at AMC. `client` is called only when AMC must be asked.
+    """
+    reason = "superseded by a forced new execution"
+    if attempt.is_pack_member:
+        return move(store, execution, attempt, CANCELLED, now=now, failure_reason=f"{reason}; left its pack",
+                    next_check_at=None)
+    if attempt.is_pack_leader and any(m.status == attempt.status for _, m in store.pack_members(attempt.id)):
+        log.info("%s/%s leads a pack still running for other windows; its AMC execution is kept",
+                 execution.workflow, execution.partition_key)
+        return None
+    return cancel_attempt(store, client(), instance, execution, attempt, now, reason=reason)
+
+
 def cancel_targets(
     store: ExecutionStore,
     config: PipelineConfig,
@@ -135,6 +163,8 @@ def cancel_executions(
     notes: list[str] = []
     for execution in targets:
         attempt = execution.attempt
+        if attempt is not None:  # a window riding on a pack: cancelling it cancels the pack (docs/packing.md)
+            execution, attempt = cancel_target(store, execution, attempt)
         if attempt is None or attempt.status not in IN_FLIGHT:
             notes.append(f"{execution.workflow}/{execution.partition_key}: already "
                          f"{attempt.status if attempt else 'without attempt'}; nothing to cancel")

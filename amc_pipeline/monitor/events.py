@@ -20,6 +20,8 @@ class StatusChange:
     error_type: str | None = None
     reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The same move of the other windows of a pack this attempt leads (docs/packing.md).
+    members: tuple["StatusChange", ...] = ()
 
     def metadata(self) -> dict[str, Any]:
         data: dict[str, Any] = {

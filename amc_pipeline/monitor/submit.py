@@ -15,9 +15,10 @@ from amc_pipeline.amc.errors import FINAL_TYPES, AmbiguousCreateError, AmcAuthEr
 from amc_pipeline.amc.models import AmcExecution, format_window_time
 from amc_pipeline.config import AccountConfig, InstanceConfig, PipelineConfig, WorkflowConfig
 from amc_pipeline.monitor.events import PassReport
+from amc_pipeline.monitor.packing import claim_for_submit, defer_pack, execution_window, plan_pack
 from amc_pipeline.monitor.parameters import parameter_values
 from amc_pipeline.monitor.transitions import apply_observation, first_check_at, move
-from amc_pipeline.partitions import next_utc_day, utc_day_start, window_for
+from amc_pipeline.partitions import Window, next_utc_day, utc_day_start, window_for
 from amc_pipeline.store.records import Attempt, ExecutionView
 from amc_pipeline.store.states import FAILED, PENDING, QUEUED, from_amc
 from amc_pipeline.store.store import ExecutionStore
@@ -38,8 +39,11 @@ def amc_workflow_id(workflow: WorkflowConfig, attempt: Attempt) -> str:
     return workflow.workflow_id
 
 
-def build_body(workflow: WorkflowConfig, execution: ExecutionView, attempt: Attempt) -> dict:
-    window = window_for(workflow, execution.partition_key)
+def build_body(
+    workflow: WorkflowConfig, execution: ExecutionView, attempt: Attempt, window: Window | None = None
+) -> dict:
+    """The create body; `window` is a pack's first start to last end (default: the execution's own)."""
+    window = window or window_for(workflow, execution.partition_key)
     return execution_body(
         workflow_id=amc_workflow_id(workflow, attempt),
         sql=workflow.sql if workflow.is_ad_hoc else None,  # a saved workflow runs by its workflowId
@@ -202,10 +206,15 @@ def _submit_one(
         store.update_attempt(attempt.id, expect_status=QUEUED, next_check_at=now + SCHEDULED_WAIT)
         report.deferred += 1
         return False
-    if not store.begin_submit(attempt.id, now):
+    pack = plan_pack(store, workflow, execution, attempt, now)  # None: the workflow does not pack
+    if pack is not None and (pack.skip or pack.wait_until is not None):
+        if pack.wait_until is not None:
+            report.deferred += defer_pack(store, pack)
+        return False
+    if not claim_for_submit(store, pack, attempt, now):
         return False  # another monitor run took it
     try:
-        body = build_body(workflow, execution, attempt)
+        body = build_body(workflow, execution, attempt, pack.window if pack else None)
     except ValueError as exc:
         _fail_at_submit(store, execution, attempt, ErrorType.QUERY, str(exc), None, now, report)
         return False
@@ -309,7 +318,7 @@ def find_created_execution(
 ) -> AmcExecution | None:
     """The AMC execution created by this attempt's create call, if AMC lists one."""
     workflow_id = amc_workflow_id(workflow, attempt)
-    window = window_for(workflow, execution.partition_key)
+    window = execution_window(store, workflow, execution, attempt)
     want_start = format_window_time(window.start_local)
     want_end = format_window_time(window.end_local)
     known = store.amc_ids_for(instance.instance_id)

@@ -17,6 +17,7 @@ from amc_pipeline.amc.errors import RETRYABLE_TYPES, ErrorType, classify_failure
 from amc_pipeline.amc.models import AmcExecution
 from amc_pipeline.config import MonitorConfig, PipelineConfig
 from amc_pipeline.monitor.events import PassReport, StatusChange
+from amc_pipeline.monitor.packing import retry_members
 from amc_pipeline.store.records import Attempt, ExecutionView
 from amc_pipeline.store.states import (
     ACTIVE,
@@ -52,11 +53,23 @@ def move(
     """
     if not store.transition(attempt.id, attempt.status, to_status, now=now, **fields):
         return None
+    amc_id = fields.get("amc_execution_id") or attempt.amc_execution_id
+    members = tuple(
+        StatusChange(
+            workflow=e.workflow, partition_key=e.partition_key, execution_id=e.id, attempt=m.attempt,
+            from_status=attempt.status, to_status=to_status, amc_execution_id=amc_id,
+            error_type=fields.get("error_type"), reason=fields.get("failure_reason"),
+            extra={**(extra or {}), "amc/pack_leader_partition": execution.partition_key},
+        )
+        for e, m in store.pack_members(attempt.id)
+        if m.status == to_status and m.status_changed_at == now  # moved by this very write
+    )
     return StatusChange(
         workflow=execution.workflow, partition_key=execution.partition_key, execution_id=execution.id,
         attempt=attempt.attempt, from_status=attempt.status, to_status=to_status,
-        amc_execution_id=fields.get("amc_execution_id") or attempt.amc_execution_id,
+        amc_execution_id=amc_id,
         error_type=fields.get("error_type"), reason=fields.get("failure_reason"), extra=dict(extra or {}),
+        members=members,
     )
 
 
@@ -268,7 +281,7 @@ def maybe_retry(
     delay = retry_delay(policy, attempt.retry_count)
     new = store.new_attempt(execution.id, attempt.id, next_check_at=now + timedelta(seconds=delay), now=now)
     if new is not None:
-        report.retried += 1
+        report.retried += 1 + retry_members(store, attempt, now + timedelta(seconds=delay), now)
         log.info("%s/%s failed for a retryable reason (%s); attempt %s in %.0f s",
                  execution.workflow, execution.partition_key, error_type.value, new.attempt, delay)
 

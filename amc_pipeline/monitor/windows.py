@@ -21,7 +21,7 @@ from typing import Any
 
 from amc_pipeline.amc.client import AmcClient
 from amc_pipeline.config import InstanceConfig, MonitorConfig, WorkflowConfig
-from amc_pipeline.monitor.cancel import IN_FLIGHT, cancel_attempt
+from amc_pipeline.monitor.cancel import IN_FLIGHT, cancel_superseded
 from amc_pipeline.monitor.events import StatusChange
 from amc_pipeline.partitions import Window
 from amc_pipeline.results.iceberg import IcebergSettings
@@ -69,9 +69,12 @@ def report_failure(store: ExecutionStore, workflow: WorkflowConfig, window: Wind
     if execution is None or attempt is None or attempt.status not in REQUEUE_AFTER:
         return None
     reason = attempt.failure_reason or attempt.last_error or "no reason given"
+    leading = store.pack_of(attempt) if attempt.is_pack_member else None  # the pack's execution, if packed
+    amc_id = attempt.amc_execution_id or (leading[1].amc_execution_id if leading else None)
+    packed = f" (packed with {leading[0].partition_key})" if leading else ""
     return WindowOutcome(
         Action.FAILED, execution,
-        f"{workflow.name}/{window.partition_key}: AMC execution {attempt.amc_execution_id or '(never created)'} "
+        f"{workflow.name}/{window.partition_key}: AMC execution {amc_id or '(never created)'}{packed} "
         f"attempt {attempt.attempt} ended {attempt.status}"
         f"{f' ({attempt.error_type})' if attempt.error_type else ''}: {reason}. "
         f"Materialize the partition again to queue a new execution.")
@@ -111,8 +114,7 @@ def request_window(
             if cancelled and old_attempt is not None:
                 changes.append(_superseded_change(old, old_attempt))
             elif old_attempt is not None and old_attempt.status in IN_FLIGHT:
-                change = cancel_attempt(store, client(), instance, old, old_attempt, now,
-                                        reason="superseded by a forced new execution")
+                change = cancel_superseded(store, client, instance, old, old_attempt, now)
                 if change is not None:
                     changes.append(change)
         return WindowOutcome(

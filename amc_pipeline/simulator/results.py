@@ -101,6 +101,16 @@ def _window_start(window_start: str) -> datetime:
         return datetime(2024, 1, 1, tzinfo=UTC)
 
 
+def _wall_time(text: str | None) -> datetime | None:
+    """A window's local wall time as AMC echoes it (`timeWindowStartOriginal`, no offset), or None."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text[:19]).replace(tzinfo=UTC)  # a wall time: no zone arithmetic
+    except ValueError:
+        return None
+
+
 def _value(data_type: str, i: int, col_index: int, rng: random.Random, start: datetime, days: int) -> str:
     if data_type == "STRING":
         return TRICKY_STRINGS[(i + col_index * 5) % len(TRICKY_STRINGS)]
@@ -131,13 +141,21 @@ def generate(
     columns: list[dict[str, str]],
     rows: int | None,
     files: int | None,
+    local_start: str | None = None,
+    local_end: str | None = None,
 ) -> list[Path]:
-    """Write the result CSVs (UTF-8, header in every file, header only for zero rows) into `directory`."""
+    """Write the result CSVs (UTF-8, header in every file, header only for zero rows) into `directory`.
+
+    DATE and TIMESTAMP values follow the window the execution was given, spread over its days: in the
+    window's own time zone when `local_start`/`local_end` (AMC's `timeWindow*Original`) are given, as
+    AMC reports dates in the execution's time zone; else in UTC. A packed execution's rows therefore
+    split back into its windows by such a column.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     n_rows, n_files = plan(key, window_start, window_end, rows, files)
     rng = random.Random(_seed(key, window_start, window_end) ^ 0x5EED)
-    start = _window_start(window_start)
-    end = _window_start(window_end)
+    start = _wall_time(local_start) or _window_start(window_start)
+    end = _wall_time(local_end) or _window_start(window_end)
     days = max(1, (end - start).days)
     names = [c["name"] for c in columns]
     types = [c["dataType"].upper() for c in columns]

@@ -581,6 +581,8 @@ class SimulatorState:
                     key=record["key"],
                     window_start=public.get("timeWindowStart") or "",
                     window_end=public.get("timeWindowEnd") or "",
+                    local_start=public.get("timeWindowStartOriginal"),
+                    local_end=public.get("timeWindowEndOriginal"),
                     columns=record["columns"],
                     rows=scenario.rows,
                     files=scenario.files,

@@ -14,6 +14,7 @@ from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from amc_pipeline.store.engine import StoreEngine
+from amc_pipeline.store.packs import not_member
 from amc_pipeline.store.records import Attempt, DueSummary, ExecutionView
 from amc_pipeline.store.rows import (
     A,
@@ -126,6 +127,7 @@ class DueWork(StoreEngine):
             .select_from(A.join(E, E.c.id == A.c.execution_id))
             .where(
                 E.c.instance_id.in_(list(instance_ids)),
+                not_member(),  # a pack holds one slot
                 or_(
                     A.c.status.in_(sorted(ACTIVE)),
                     and_(A.c.status == QUEUED, A.c.submit_started_at.is_not(None)),
@@ -212,7 +214,7 @@ class DueWork(StoreEngine):
         with self.engine.begin() as conn:
             result = conn.execute(
                 update(A)
-                .where(A.c.id == attempt_id, A.c.status == QUEUED, A.c.submit_started_at.is_(None))
+                .where(A.c.id == attempt_id, A.c.status == QUEUED, A.c.submit_started_at.is_(None), not_member())
                 .values(**values)
             )
             return result.rowcount == 1
@@ -281,7 +283,7 @@ class DueWork(StoreEngine):
                 A.c.amc_execution_id, A.c.created_at, A.c.submitted_at, A.c.status_changed_at, A.c.started_at,
             )
             .select_from(A.join(E, E.c.id == A.c.execution_id))
-            .where(A.c.status.in_(sorted(ACTIVE)), *where)
+            .where(A.c.status.in_(sorted(ACTIVE)), not_member(), *where)
         )
         if instance_id is not None:
             stmt = stmt.where(E.c.instance_id == instance_id)

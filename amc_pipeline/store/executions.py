@@ -15,6 +15,7 @@ from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from amc_pipeline.store.engine import StoreEngine
+from amc_pipeline.store.packs import mirror_to_members, release_members
 from amc_pipeline.store.records import Attempt, Enqueued, ExecutionView, Superseded
 from amc_pipeline.store.rows import (
     A,
@@ -166,7 +167,10 @@ class Executions(StoreEngine):
             return False
         now = utc(now)
         with self.engine.begin() as conn:
-            return set_status(conn, attempt_id, from_status, to_status, now=now, **fields)
+            moved = set_status(conn, attempt_id, from_status, to_status, now=now, **fields)
+            if moved:  # a pack's leader carries its members (store/packs.py); no rows for anyone else
+                mirror_to_members(conn, attempt_id, from_status, to_status, now, fields)
+            return moved
 
     def adopt_attempt(self, attempt_id: int, *, now: datetime, origin: str, **fields: Any) -> bool:
         """QUEUED -> PENDING for an AMC execution this pipeline did not create (`origin`), if no create started.
@@ -261,6 +265,8 @@ def _supersede(conn: Connection, existing: Mapping[str, Any], now: datetime) -> 
             where=(A.c.submit_started_at.is_(None),),
             last_error=SUPERSEDED_ERROR,
         )
+        if cancelled:  # a leader whose create was never sent: its claimed windows are free again
+            release_members(conn, existing["c_id"], now)
     old = get_view(conn, existing["e_id"])
     return Superseded(old, old.attempt, cancelled)
 

@@ -42,6 +42,9 @@ class Attempt:
     output_columns: str | None  # JSON text, see `columns()`
     #: Who started the AMC execution: None (this pipeline), "schedule" (an AMC schedule), "external".
     origin: str | None = None
+    #: Packing (docs/packing.md): the id of the pack's leading attempt; this attempt's own id when it
+    #: leads a pack; None outside packs.
+    pack_leader_id: int | None = None
 
     @property
     def is_active(self) -> bool:
@@ -50,6 +53,15 @@ class Attempt:
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def is_pack_member(self) -> bool:
+        """A window riding on another attempt's AMC execution: never submitted or polled itself."""
+        return self.pack_leader_id is not None and self.pack_leader_id != self.id
+
+    @property
+    def is_pack_leader(self) -> bool:
+        return self.pack_leader_id is not None and self.pack_leader_id == self.id
 
     @property
     def is_ambiguous(self) -> bool:

@@ -28,6 +28,7 @@ from amc_pipeline.store.executions import Executions
 from amc_pipeline.store.heartbeats import Heartbeats
 from amc_pipeline.store.landing import Landing
 from amc_pipeline.store.notifications import Notifications
+from amc_pipeline.store.packs import Packs
 from amc_pipeline.store.records import Enqueued, Superseded
 from amc_pipeline.store.reports import Reports
 from amc_pipeline.store.rows import ExecutionNotFound
@@ -50,13 +51,14 @@ __all__ = [
 ]
 
 
-class ExecutionStore(Executions, DueWork, Landing, Heartbeats, Notifications, Reports):
+class ExecutionStore(Executions, DueWork, Landing, Heartbeats, Notifications, Reports, Packs):
     """All reads and writes of executions and attempts. Safe to share between threads and processes.
 
     `ExecutionStore(url, upgrade=True, **engine_kwargs)` opens the database (see `StoreEngine`);
     the methods come from one mixin per concern: `Executions` (enqueue, enqueue_forced, get*, transition,
     update_attempt, new_attempt), `DueWork` (the monitor's due queries, begin_submit, record_check(s)),
-    `Landing`, `Heartbeats`, `Notifications` (what each notification target was sent) and `Reports`.
+    `Landing`, `Heartbeats`, `Notifications` (what each notification target was sent), `Reports` and
+    `Packs` (which windows ride on one AMC execution, docs/packing.md).
 
     Why mixins and not composition: callers (monitor, sensors, assets, health, tests) use some 45 methods
     on one object. Composition would either make every caller reach into parts (`store.due.x`) or need

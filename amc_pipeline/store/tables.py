@@ -131,6 +131,9 @@ amc_execution_attempts = Table(
     Column("output_columns", Text, nullable=True),
     # Revision 0005: pipeline (NULL) | schedule | external; see store/migrations/versions/0005_execution_origin.py.
     Column("origin", String(16), nullable=True),
+    # Revision 0006: packing. The pack's leading attempt (the one AMC knows) has its own id here; each
+    # other window of the pack points at it; NULL for an attempt that is not part of a pack.
+    Column("pack_leader_id", Integer, nullable=True),
 )
 
 Index("uq_amc_execution_attempts_client_token", amc_execution_attempts.c.client_token, unique=True)
@@ -161,6 +164,9 @@ Index(
 # Revision 0002: the quota count (submitted_at >= since / submit_started_at >= since) as index range scans.
 Index("ix_amc_execution_attempts_submitted_at", amc_execution_attempts.c.submitted_at)
 Index("ix_amc_execution_attempts_submit_started_at", amc_execution_attempts.c.submit_started_at)
+
+# Revision 0006: the members of a pack, read at every status move of a leader.
+Index("ix_amc_execution_attempts_pack_leader", amc_execution_attempts.c.pack_leader_id)
 
 #: Attempt columns a caller may set through transition()/update_attempt() (not keys, not status).
 ATTEMPT_WRITABLE: frozenset[str] = frozenset(

@@ -66,6 +66,6 @@ def test_new_attempt_concurrently_once(store: ExecutionStore, db_url: str, backe
 def test_two_stores_start_at_once_on_a_fresh_database(db_url: str, backend: str) -> None:
     """Migrations race: both processes (threads on SQLite) open the store on an empty database."""
     revisions = run_concurrently(backend, db_url, [("init", ()), ("init", ())])
-    assert revisions == ["0005", "0005"]
+    assert revisions == ["0006", "0006"]
     with ExecutionStore(db_url) as store:
         assert enq(store, "2024-09-01").status == "QUEUED"

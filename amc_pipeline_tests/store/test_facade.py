@@ -9,9 +9,10 @@ from amc_pipeline.store.executions import Executions
 from amc_pipeline.store.heartbeats import Heartbeats
 from amc_pipeline.store.landing import Landing
 from amc_pipeline.store.notifications import Notifications
+from amc_pipeline.store.packs import Packs
 from amc_pipeline.store.reports import Reports
 
-MIXINS = (Executions, DueWork, Landing, Heartbeats, Notifications, Reports)
+MIXINS = (Executions, DueWork, Landing, Heartbeats, Notifications, Reports, Packs)
 
 # The public methods callers outside store/ rely on (enqueue_forced added by the split).
 PUBLIC = {
@@ -29,6 +30,8 @@ PUBLIC = {
     "add_notifications", "claim_notification", "failing_notification_targets", "list_notifications",
     "notification_keys", "open_notifications", "pending_notifications", "record_notification_failure",
     "record_notification_sent", "resolve_notifications",
+    # Packing (docs/packing.md): claiming a pack, and which windows it covers.
+    "claim_pack", "pack_candidates", "pack_members", "pack_of",
 }
 
 

@@ -69,7 +69,7 @@ def test_upgrade_from_0001_keeps_rows(db_url: str) -> None:
         engine.dispose()
 
     with ExecutionStore(db_url) as store:  # upgrades to head on init
-        assert current_revision(store.engine) == head_revision() == "0005"
+        assert current_revision(store.engine) == head_revision() == "0006"
         assert "ix_amc_execution_attempts_due" in _attempt_indexes(store.engine)
         view = store.get(execution_id)
         assert (view.workflow, view.partition_key, view.window_start, view.live) == ("wf", "2024-09-01", T0, True)
@@ -94,8 +94,8 @@ def test_head_schema_matches_tables(store: ExecutionStore) -> None:
 
 def test_revisions_are_linear() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert [s.revision for s in script.walk_revisions()] == ["0005", "0004", "0003", "0002", "0001"]
-    assert script.get_heads() == ["0005"]
+    assert [s.revision for s in script.walk_revisions()] == ["0006", "0005", "0004", "0003", "0002", "0001"]
+    assert script.get_heads() == ["0006"]
 
 
 def test_migration_scripts_ship_in_the_package() -> None:
@@ -111,4 +111,5 @@ def test_migration_scripts_ship_in_the_package() -> None:
         "0003_heartbeats.py",
         "0004_notifications.py",
         "0005_execution_origin.py",
+        "0006_packs.py",
     ]
