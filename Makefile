@@ -36,6 +36,8 @@ bench: install
 	$(BIN)/python benchmarks/poll_scale.py
 	$(BIN)/python benchmarks/landing.py
 	$(BIN)/python benchmarks/monitor_day.py
+	$(BIN)/python benchmarks/many_instances.py
+	$(BIN)/python benchmarks/backfill.py
 
 clean:
 	rm -rf .dagster_home .pytest_cache .ruff_cache
