@@ -98,6 +98,9 @@ class Stack:
     #: A `notifications:` block for the pipeline YAML, and environment the processes get on top.
     notifications: dict[str, Any] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: `accounts:` and `instances:` for the pipeline YAML (default: no accounts block, the one INSTANCE).
+    accounts: list[dict[str, Any]] | None = None
+    instances: list[dict[str, Any]] | None = None
     procs: dict[str, Proc] = field(default_factory=dict)
     all_procs: list[Proc] = field(default_factory=list)
     sim_port: int = 0
@@ -139,16 +142,18 @@ class Stack:
         if self.dagster_storage:
             instance_yaml["storage"] = self.dagster_storage
         (self.dagster_home / "dagster.yaml").write_text(yaml.safe_dump(instance_yaml, sort_keys=False))
-        base = {"instance_id": INSTANCE["instance_id"], "partitions": "daily", "data_lag_days": 0}
+        base = {"partitions": "daily", "data_lag_days": 0}
+        one = {"instance_id": INSTANCE["instance_id"]}  # unless the workflow fans out over `instances`
         pipeline = {
-            "instances": [INSTANCE],
-            "workflows": [{**base, **w} for w in self.workflows],
+            **({"accounts": self.accounts} if self.accounts else {}),
+            "instances": self.instances or [INSTANCE],
+            "workflows": [{**base, **({} if "instances" in w else one), **w} for w in self.workflows],
             "monitor": self.monitor,
             **({"notifications": self.notifications} if self.notifications else {}),
         }
         (self.root / "pipeline.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
-        sim = {**self.sim_config,
-               "instances": {INSTANCE["instance_id"]: [INSTANCE["advertiser_id"], INSTANCE["marketplace_id"]]}}
+        sim = {"instances": {INSTANCE["instance_id"]: [INSTANCE["advertiser_id"], INSTANCE["marketplace_id"]]},
+               **self.sim_config}
         (self.root / "sim.yaml").write_text(yaml.safe_dump(sim, sort_keys=False))
 
     def env(self) -> dict[str, str]:
