@@ -124,15 +124,17 @@ def get_workflow(core: _Core, instance: InstanceLike, workflow_id: str) -> _Op[S
     return _record(core, call, reply, SavedWorkflow.from_json)
 
 
-def put_workflow(core: _Core, instance: InstanceLike, workflow: SavedWorkflow, *, create: bool) -> _Op[None]:
-    """POST (create) or PUT (update) a saved workflow; AMC answers with an empty object."""
-    if create:
-        call = core.call("POST", instance, "workflows", endpoint="workflows", json_body=workflow.body())
-    else:
-        call = core.call("PUT", instance, "workflows", workflow.workflow_id, endpoint="workflows",
-                         json_body=workflow.body())
-    yield call
+def _put(core: _Core, instance: InstanceLike, collection: str, object_id: str, body: dict[str, Any], *,
+         create: bool) -> _Op[None]:
+    """POST to the collection (create) or PUT to the object (update); AMC answers with an empty object."""
+    path = (collection,) if create else (collection, object_id)
+    yield core.call("POST" if create else "PUT", instance, *path, endpoint=collection, json_body=body)
     return None
+
+
+def put_workflow(core: _Core, instance: InstanceLike, workflow: SavedWorkflow, *, create: bool) -> _Op[None]:
+    """Create or update a saved workflow."""
+    return (yield from _put(core, instance, "workflows", workflow.workflow_id, workflow.body(), create=create))
 
 
 def list_schedules_page(
@@ -154,11 +156,5 @@ def list_schedules_page(
 
 
 def put_schedule(core: _Core, instance: InstanceLike, schedule: AmcScheduleRecord, *, create: bool) -> _Op[None]:
-    """POST (create) or PUT (update) a schedule; AMC answers with an empty object."""
-    if create:
-        call = core.call("POST", instance, "schedules", endpoint="schedules", json_body=schedule.body())
-    else:
-        call = core.call("PUT", instance, "schedules", schedule.schedule_id, endpoint="schedules",
-                         json_body=schedule.body())
-    yield call
-    return None
+    """Create or update a schedule."""
+    return (yield from _put(core, instance, "schedules", schedule.schedule_id, schedule.body(), create=create))

@@ -23,10 +23,9 @@ from amc_pipeline_tests.constants import INSTANCE
 from amc_pipeline_tests.contract.openapi import FLAT, Exchange, check, document, operation_for, resolve
 from amc_pipeline_tests.contract.scenario import run_scenario
 from amc_pipeline_tests.harness import sim_config
+from amc_pipeline_tests.recordings import COLLECTION, recorded_items
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-COLLECTION = SHARED / "amc" / "amc_postman_collection.json"
-NOTES = SHARED / "amc-api.md"
+NOTES = COLLECTION.parents[1] / "amc-api.md"
 
 #: The endpoints the project calls (executions, download URLs, saved workflows, schedules).
 USED = {
@@ -106,17 +105,11 @@ def test_every_deviation_is_kept_on_purpose_and_still_occurs(exchanges: list[Exc
 def recorded() -> dict[str, dict[str, Any]]:
     """The recorded live responses `RECORDED_AS` names, by request name (bodies and headers)."""
     found: dict[str, dict[str, Any]] = {}
-
-    def walk(items: list[dict[str, Any]]) -> None:
-        for item in items:
-            if "item" in item:
-                walk(item["item"])
-            elif item.get("response") and item["name"] in RECORDED_AS.values() and item["name"] not in found:
-                response = item["response"][0]
-                headers = {h["key"].lower(): h["value"] for h in response.get("header") or []}
-                found[item["name"]] = {"body": json.loads(response.get("body") or "null"), "headers": headers}
-
-    walk(json.loads(COLLECTION.read_text())["item"])
+    for item in recorded_items():
+        if item["name"] in RECORDED_AS.values() and item["name"] not in found:
+            response = item["response"][0]
+            headers = {h["key"].lower(): h["value"] for h in response.get("header") or []}
+            found[item["name"]] = {"body": json.loads(response.get("body") or "null"), "headers": headers}
     return found
 
 

@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .api import Api
+from amc_pipeline_tests.recordings import COLLECTION, recorded_items
 
-#: Amazon's Postman collection with live responses, in the shared folder beside the repository (CI lays
-#: a copy of shared/ beside its clone too).
-COLLECTION = Path(__file__).resolve().parents[2].parent / "shared" / "amc" / "amc_postman_collection.json"
+from .api import Api
 
 
 def recorded() -> dict[str, dict[str, Any]]:
     """Recorded response bodies of the workflow-execution requests, by request name."""
-    found: dict[str, dict[str, Any]] = {}
-
-    def walk(items: list[dict[str, Any]]) -> None:
-        for item in items:
-            if "item" in item:
-                walk(item["item"])
-            elif item.get("response") and "workflowExecutions" in json.dumps(item["request"].get("url")):
-                found[item["name"]] = json.loads(item["response"][0]["body"])
-
-    walk(json.loads(COLLECTION.read_text())["item"])
-    return found
+    return {item["name"]: json.loads(item["response"][0]["body"]) for item in recorded_items()
+            if "workflowExecutions" in json.dumps(item["request"].get("url"))}
 
 
 def shape(value: Any) -> Any:
