@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from amc_pipeline.config_packing import PackingConfig
 from amc_pipeline.config_schedule import AmcScheduleConfig
+from amc_pipeline.config_values import one_of
 from amc_pipeline.templating import check_template
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -201,9 +202,7 @@ class WorkflowConfig(_Model):
     @field_validator("partitions", mode="before")
     @classmethod
     def _partitions(cls, value: Any) -> Any:
-        if value not in ("daily", "weekly", "monthly"):
-            raise ValueError(f"expected daily|weekly|monthly, got {value!r}")
-        return value
+        return one_of(value, ("daily", "weekly", "monthly"))
 
     @field_validator("timezone")
     @classmethod
@@ -369,9 +368,7 @@ class IcebergCatalogConfig(_Model):
     @field_validator("type", mode="before")
     @classmethod
     def _type(cls, value: Any) -> Any:
-        if value not in ("sql", "rest", "glue"):
-            raise ValueError(f"expected sql|rest|glue, got {value!r}")
-        return value
+        return one_of(value, ("sql", "rest", "glue"))
 
     @field_validator("uri")
     @classmethod
@@ -418,9 +415,7 @@ class StorageConfig(_Model):
     @field_validator("table_format", mode="before")
     @classmethod
     def _table_format(cls, value: Any) -> Any:
-        if value not in ("parquet", "iceberg"):
-            raise ValueError(f"expected parquet|iceberg, got {value!r}")
-        return value
+        return one_of(value, ("parquet", "iceberg"))
 
 
 #: What a notification target may ask for (see amc_pipeline/notify/events.py for when each is sent).
@@ -450,9 +445,7 @@ class NotificationTargetConfig(_Model):
     @field_validator("kind", mode="before")
     @classmethod
     def _kind(cls, value: Any) -> Any:
-        if value not in ("slack", "webhook"):
-            raise ValueError(f"expected slack|webhook, got {value!r}")
-        return value
+        return one_of(value, ("slack", "webhook"))
 
     @field_validator("url_env", mode="before")
     @classmethod

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from amc_pipeline.config_values import one_of
+
 #: AMC's days of the week for a weekly schedule's aggregationStartDay (the YAML takes any case).
 WEEKDAYS: tuple[str, ...] = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
@@ -29,9 +31,7 @@ class AmcScheduleConfig(BaseModel):
     @field_validator("period", mode="before")
     @classmethod
     def _period(cls, value: Any) -> Any:
-        if value not in ("daily", "weekly"):
-            raise ValueError(f"expected daily|weekly, got {value!r}")
-        return value
+        return one_of(value, ("daily", "weekly"))
 
     @field_validator("start_day")
     @classmethod

@@ -31,13 +31,18 @@ def parse_amc_time(value: Any) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
-def unwrap_execution(data: Any) -> dict[str, Any]:
-    """Accept both the flat live shape and the spec's `{"workflowExecution": {...}}` wrapper."""
-    if isinstance(data, dict) and isinstance(data.get("workflowExecution"), dict):
-        return data["workflowExecution"]
+def unwrap(data: Any, key: str, what: str) -> dict[str, Any]:
+    """The record of an answer in the flat live shape or in the document's `{key: {...}}` wrapper."""
+    if isinstance(data, dict) and isinstance(data.get(key), dict):
+        return data[key]
     if isinstance(data, dict):
         return data
-    raise ValueError(f"expected a JSON object for a workflow execution, got {type(data).__name__}")
+    raise ValueError(f"expected a JSON object for a {what}, got {type(data).__name__}")
+
+
+def unwrap_execution(data: Any) -> dict[str, Any]:
+    """Accept both the flat live shape and the spec's `{"workflowExecution": {...}}` wrapper."""
+    return unwrap(data, "workflowExecution", "workflow execution")
 
 
 @dataclass(frozen=True)

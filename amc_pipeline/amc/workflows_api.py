@@ -14,17 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amc_pipeline.amc.core import InstanceLike, _Core, _Op
+from amc_pipeline.amc.models import unwrap
 
 #: Page size for listing schedules (AMC's maximum).
 SCHEDULE_PAGE_SIZE = 100
-
-
-def _unwrap(data: Any, key: str) -> dict[str, Any]:
-    if isinstance(data, dict) and isinstance(data.get(key), dict):
-        return data[key]
-    if isinstance(data, dict):
-        return data
-    raise ValueError(f"expected a JSON object for a {key}, got {type(data).__name__}")
 
 
 @dataclass(frozen=True)
@@ -38,7 +31,7 @@ class SavedWorkflow:
 
     @classmethod
     def from_json(cls, data: Any) -> SavedWorkflow:
-        record = _unwrap(data, "workflow")
+        record = unwrap(data, "workflow", "workflow")
         workflow_id, sql = record.get("workflowId"), record.get("sqlQuery")
         if not isinstance(workflow_id, str) or not workflow_id:
             raise ValueError("saved workflow without a workflowId")
@@ -70,7 +63,7 @@ class AmcScheduleRecord:
 
     @classmethod
     def from_json(cls, data: Any) -> AmcScheduleRecord:
-        record = _unwrap(data, "schedule")
+        record = unwrap(data, "schedule", "schedule")
         schedule_id, workflow_id = record.get("scheduleId"), record.get("workflowId")
         if not isinstance(schedule_id, str) or not schedule_id or not isinstance(workflow_id, str):
             raise ValueError("schedule without a scheduleId or workflowId")
