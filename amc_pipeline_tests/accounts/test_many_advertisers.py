@@ -9,6 +9,8 @@ second workflow is not starved by a long backfill; landing runs respect their li
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 from collections import Counter
 from datetime import date, timedelta
@@ -227,3 +229,36 @@ def test_landing_runs_are_limited_per_instance_and_overall(tmp_path, monkeypatch
             per_instance = Counter(r.tags["amc/instance"] for r in requests)
             assert sum(per_instance.values()) == 2  # 3 overall, one taken
             assert per_instance["amcaaa001"] <= 1  # 2 per instance, one taken
+
+
+def test_packed_backfill_across_instances_packs_per_instance(tmp_path, monkeypatch):
+    """Packing and fan-out together: a pack is one instance's contiguous windows, so 5 days on 2
+    instances (one in each account) are 2 AMC executions, landed as 10 partitions by 2 landing runs."""
+    two = ["amcaaa001", "amcbbb001"]
+    daily = {"name": "daily", "instances": two, "sql": "SELECT date, campaign, SUM(impressions) FROM t GROUP BY 1, 2",
+             "packing": {"max_windows": 31, "split_column": "date", "settle_seconds": 0}}
+    days = [(date(2026, 10, 1) + timedelta(days=i)).isoformat() for i in range(5)]
+    with agency(monkeypatch, tmp_path, [daily]) as a:
+        defs = build_definitions(a.config)
+        keys = keys_of(a, "daily", days)
+        assert len(keys) == 10
+        with dg.instance_for_test() as instance:
+            job = defs.resolve_job_def("amc_daily_job")
+            for key in keys:  # the backfill's runs: each queues its window
+                assert job.execute_in_process(instance=instance, partition_key=key).success
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not all(a.status("daily", k) == SUCCESS for k in keys):
+                assert monitor_run(defs, instance).success
+            assert all(a.status("daily", k) == SUCCESS for k in keys)
+            executions = a.sim.executions()
+            assert len(executions) == 2  # one pack per instance
+            runs = 0
+            while (asked := land_requested(defs, instance, a)) and runs < 10:
+                runs += asked
+            assert runs == 2  # one landing run per pack
+            counts = materialized_partitions(instance, "daily")
+            assert {k: counts[k] for k in keys} == dict.fromkeys(keys, 1)
+            landed = {k: a.store.get_live("daily", k).rows for k in keys}
+            served = sum(len(list(csv.DictReader(io.StringIO(blob.decode("utf-8"), newline=""))))
+                         for e in executions for blob in a.sim.served_files(e["workflowExecutionId"]))
+            assert sum(landed.values()) == served > 0  # every row AMC served, each in its own window
