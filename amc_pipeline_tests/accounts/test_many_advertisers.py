@@ -262,3 +262,21 @@ def test_packed_backfill_across_instances_packs_per_instance(tmp_path, monkeypat
             served = sum(len(list(csv.DictReader(io.StringIO(blob.decode("utf-8"), newline=""))))
                          for e in executions for blob in a.sim.served_files(e["workflowExecutionId"]))
             assert sum(landed.values()) == served > 0  # every row AMC served, each in its own window
+
+
+def test_sync_keeps_a_fanned_out_saved_workflow_on_every_instance(tmp_path, monkeypatch):
+    """`amc-pipeline sync`'s plan and apply, with the command line's per-account clients: the saved
+    workflow is created in each of the five instances with its own account's token (the simulator
+    refuses a token of the other account), then reported unchanged."""
+    from amc_pipeline.config import Settings
+    from amc_pipeline.credentials import env_clients
+    from amc_pipeline.sync import apply, plan
+
+    saved = {"name": "saved_reach", "instances": "all", "saved_workflow": True}
+    with agency(monkeypatch, tmp_path, [saved]) as a, env_clients(a.config, Settings.from_env()) as client:
+        first = plan(client, a.config)
+        assert sorted((i.instance_id, i.action) for i in first) == [(i, "create") for i in sorted(ALL_INSTANCES)]
+        apply(client, a.config, first)
+        state = a.sim._state()
+        assert {i for i in ALL_INSTANCES if "saved_reach" in state.workflows.get(i, {})} == set(ALL_INSTANCES)
+        assert {i.action for i in plan(client, a.config)} == {"unchanged"}
