@@ -280,3 +280,34 @@ def test_sync_keeps_a_fanned_out_saved_workflow_on_every_instance(tmp_path, monk
         state = a.sim._state()
         assert {i for i in ALL_INSTANCES if "saved_reach" in state.workflows.get(i, {})} == set(ALL_INSTANCES)
         assert {i.action for i in plan(client, a.config)} == {"unchanged"}
+
+
+def test_external_execution_on_a_fanned_out_instance_is_adopted_into_its_partition(tmp_path, monkeypatch):
+    """Someone runs the saved workflow in agency_b's console for a window the pipeline has queued: the
+    monitor adopts it into that instance's partition (not the other instance's) and creates nothing."""
+    from amc_pipeline.amc.client import AmcClient, AmcCredentials
+    from amc_pipeline.config import Settings
+    from amc_pipeline.credentials import env_clients
+    from amc_pipeline.store.states import ORIGIN_EXTERNAL
+    from amc_pipeline.sync import apply, plan
+
+    two = ["amcaaa001", "amcbbb001"]
+    saved = {"name": "reach", "instances": two, "saved_workflow": True, "adopt_external": True}
+    key, other = "2026-10-05|amcbbb001", "2026-10-05|amcaaa001"
+    with agency(monkeypatch, tmp_path, [saved]) as a:
+        with env_clients(a.config, Settings.from_env()) as client:
+            apply(client, a.config, plan(client, a.config))
+        defs = build_definitions(a.config)
+        with dg.instance_for_test() as instance:
+            assert defs.resolve_job_def("amc_reach_job").execute_in_process(instance=instance,
+                                                                             partition_key=key).success
+            b_id, b_secret, b_refresh = ACCOUNTS["agency_b"]["credentials"]
+            with AmcClient(a.sim.url, AmcCredentials(b_id, b_secret, b_refresh, a.sim.token_url)) as b_client:
+                theirs = b_client.create_execution(a.config.instance("amcbbb001"), {
+                    "workflowId": "reach", "timeWindowType": "EXPLICIT", "timeWindowStart": "2026-10-05T00:00:00",
+                    "timeWindowEnd": "2026-10-06T00:00:00", "timeWindowTimeZone": "UTC"}).execution_id
+            assert monitor_run(defs, instance).success
+            live = a.store.get_live("reach", key)
+            assert (live.attempt.amc_execution_id, live.attempt.origin) == (theirs, ORIGIN_EXTERNAL)
+            assert a.store.get_live("reach", other) is None  # the other instance's window is untouched
+            assert len(a.sim.executions()) == 1  # only theirs: the queued window was not created again
