@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import json
 import random
 import shutil
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from amc_pipeline.simulator.config import Scenario
 
 DEFAULT_COLUMNS: list[dict[str, str]] = [
     {"name": "advertiser", "dataType": "STRING", "columnType": "DIMENSION"},
@@ -208,3 +212,45 @@ def metadata_document(execution_id: str, columns: list[dict[str, str]], path: Pa
         },
         ensure_ascii=False,
     ).encode()
+
+
+class ResultFiles:
+    """A mixin of `SimulatorState`: each execution's result files, generated once per server, and the
+    signatures of their pre-signed URLs."""
+
+    def result_files(self, execution_id: str) -> list[Path]:
+        """Generate once (per server) and return the execution's result files on disk."""
+        record = self.get_record(execution_id)
+        if record is None:
+            raise KeyError(execution_id)
+        with self.lock:
+            if execution_id in self._files:
+                return self._files[execution_id]
+            lock = self._file_locks.setdefault(execution_id, threading.Lock())
+        with lock:
+            with self.lock:
+                if execution_id in self._files:
+                    return self._files[execution_id]
+            scenario = Scenario.from_dict(record["scenario"])
+            directory = self.results_dir / execution_id
+            if scenario.result_files:
+                paths = copy_given(directory, list(scenario.result_files))
+            else:
+                public = record["public"]
+                paths = generate(
+                    directory,
+                    key=record["key"],
+                    window_start=public.get("timeWindowStart") or "",
+                    window_end=public.get("timeWindowEnd") or "",
+                    local_start=public.get("timeWindowStartOriginal"),
+                    local_end=public.get("timeWindowEndOriginal"),
+                    columns=record["columns"],
+                    rows=scenario.rows,
+                    files=scenario.files,
+                )
+            with self.lock:
+                self._files[execution_id] = paths
+            return paths
+
+    def sign(self, path: str, amz_date: str, expires: str) -> str:
+        return hmac.new(self.signing_key, f"{path}\n{amz_date}\n{expires}".encode(), hashlib.sha256).hexdigest()

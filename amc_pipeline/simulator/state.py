@@ -1,4 +1,5 @@
-"""Simulator state: executions, saved workflows, tokens, quotas, faults, stats and the clock.
+"""Simulator state: executions, saved workflows, tokens, quotas, faults, stats and the clock (schedules in
+schedule_book.py, result files in results.py, accounts in accounts.py, as mixins or parts of it).
 
 Shared between the uvicorn thread (the HTTP app) and the caller's thread (SimulatorServer's Python
 API), so every access goes through one re-entrant lock. Statuses are not stored: they are computed
@@ -10,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import hashlib
-import hmac
 import json
 import random
 import secrets
@@ -22,13 +21,16 @@ import threading
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from amc_pipeline.simulator import results
 from amc_pipeline.simulator.accounts import Accounts
 from amc_pipeline.simulator.config import Fault, Scenario, SimulatorConfig
+from amc_pipeline.simulator.results import ResultFiles
+from amc_pipeline.simulator.schedule_book import ScheduleBook
+from amc_pipeline.simulator.timefmt import iso_z
 
 ACTIVE = ("PENDING", "RUNNING")
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "REJECTED")
@@ -38,19 +40,11 @@ DEFAULT_REJECTED_REASON = "Workflow execution rejected: insufficient resources a
 FAULT_ONLY_FOR = {"lost_create_response": "create", "truncate_download": "download", "expire_url": "download"}
 
 
-def iso_z(epoch: float, millis: bool = False) -> str:
-    """AMC's time format: `2024-09-25T03:11:52Z` (validatedTime carries millis)."""
-    moment = datetime.fromtimestamp(epoch, UTC)
-    if millis:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def request_id() -> str:
     return "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(20))
 
 
-class SimulatorState:
+class SimulatorState(ScheduleBook, ResultFiles):
     """Everything the simulator knows. Thread-safe; optionally persisted to SQLite."""
 
     def __init__(self, config: SimulatorConfig | None = None, db_path: str | Path | None = None) -> None:
@@ -321,83 +315,6 @@ class SimulatorState:
             self._save_workflow(instance, workflow_id, None)
             return found is not None
 
-    # ---------------------------------------------------------------- schedules
-    def get_schedule(self, instance: str, schedule_id: str) -> dict[str, Any] | None:
-        with self.lock:
-            found = self.schedules.get(instance, {}).get(schedule_id)
-            return copy.deepcopy(found["public"]) if found is not None else None
-
-    def list_schedules(self, instance: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return [copy.deepcopy(s["public"]) for s in self.schedules.get(instance, {}).values()]
-
-    def put_schedule(self, instance: str, public: dict[str, Any]) -> None:
-        """Create or replace a schedule; its runs start at the next boundary after now."""
-        with self.lock:
-            existing = self.schedules.get(instance, {}).get(public["scheduleId"])
-            entry = {"public": copy.deepcopy(public), "anchor": self.now(),
-                     "last_run": existing["last_run"] if existing else None}
-            self.schedules.setdefault(instance, {})[public["scheduleId"]] = entry
-            self._save_schedule(instance, public["scheduleId"], entry)
-
-    def delete_schedule(self, instance: str, schedule_id: str) -> bool:
-        with self.lock:
-            found = self.schedules.get(instance, {}).pop(schedule_id, None)
-            self._save_schedule(instance, schedule_id, None)
-            return found is not None
-
-    def _save_schedule(self, instance: str, schedule_id: str, entry: dict[str, Any] | None) -> None:
-        if self.db is None:
-            return
-        if entry is None:
-            self.db.execute("DELETE FROM schedules WHERE instance = ? AND schedule_id = ?", (instance, schedule_id))
-        else:
-            self.db.execute("INSERT OR REPLACE INTO schedules (instance, schedule_id, data) VALUES (?, ?, ?)",
-                            (instance, schedule_id, json.dumps(entry)))
-
-    def run_schedules(self) -> int:
-        """Start every scheduled execution that fell due on the simulator clock; returns how many.
-
-        Called before executions are read, so runs appear on their cadence with no background task
-        (and when a test moves the clock, all runs in between appear, each created at its own time).
-        """
-        created = 0
-        with self.lock:
-            now = self.now()
-            for instance, entries in self.schedules.items():
-                for schedule_id, entry in entries.items():
-                    public = entry["public"]
-                    if not public.get("scheduleEnabled", True):
-                        continue
-                    after = max(entry["anchor"], entry["last_run"] or entry["anchor"])
-                    runs = schedule_runs(public, after, now)
-                    for run_at in runs:
-                        self._scheduled_execution(instance, public, run_at)
-                        entry["last_run"] = run_at
-                    if runs:
-                        created += len(runs)
-                        self._save_schedule(instance, schedule_id, entry)
-        return created
-
-    def _scheduled_execution(self, instance: str, schedule: dict[str, Any], run_at: float) -> None:
-        days = 7 if schedule.get("aggregationPeriod") == "Weekly" else 1
-        start, end = run_at - days * 86400, run_at
-        saved = self.get_workflow(instance, schedule["workflowId"]) or {}
-        local = "%Y-%m-%dT%H:%M:%S"
-        fields = {
-            "workflowId": schedule["workflowId"],
-            "workflowExecutionTimeoutSeconds": 21600,
-            "parameterValues": {},
-            "ignoreDataGaps": False,
-            "disableAggregationControls": bool(schedule.get("disableAggregationControls", False)),
-            "timeWindowStart": iso_z(start),
-            "timeWindowEnd": iso_z(end),
-            "timeWindowStartOriginal": datetime.fromtimestamp(start, UTC).strftime(local),
-            "timeWindowEndOriginal": datetime.fromtimestamp(end, UTC).strftime(local),
-            "timeWindowTimeZoneOriginal": "UTC",
-        }
-        self.create_execution(instance, fields, saved.get("sqlQuery"), at=run_at, category="SCHEDULED")
-
     # ---------------------------------------------------------------- executions
     def scenario_for(self, workflow_id: str) -> Scenario:
         with self.lock:
@@ -556,67 +473,6 @@ class SimulatorState:
             record["public"].update(changes)
             self._save_execution(record)
 
-    # ---------------------------------------------------------------- result files and URL signing
-    def result_files(self, execution_id: str) -> list[Path]:
-        """Generate once (per server) and return the execution's result files on disk."""
-        record = self.get_record(execution_id)
-        if record is None:
-            raise KeyError(execution_id)
-        with self.lock:
-            if execution_id in self._files:
-                return self._files[execution_id]
-            lock = self._file_locks.setdefault(execution_id, threading.Lock())
-        with lock:
-            with self.lock:
-                if execution_id in self._files:
-                    return self._files[execution_id]
-            scenario = Scenario.from_dict(record["scenario"])
-            directory = self.results_dir / execution_id
-            if scenario.result_files:
-                paths = results.copy_given(directory, list(scenario.result_files))
-            else:
-                public = record["public"]
-                paths = results.generate(
-                    directory,
-                    key=record["key"],
-                    window_start=public.get("timeWindowStart") or "",
-                    window_end=public.get("timeWindowEnd") or "",
-                    local_start=public.get("timeWindowStartOriginal"),
-                    local_end=public.get("timeWindowEndOriginal"),
-                    columns=record["columns"],
-                    rows=scenario.rows,
-                    files=scenario.files,
-                )
-            with self.lock:
-                self._files[execution_id] = paths
-            return paths
-
-    def sign(self, path: str, amz_date: str, expires: str) -> str:
-        return hmac.new(self.signing_key, f"{path}\n{amz_date}\n{expires}".encode(), hashlib.sha256).hexdigest()
-
-
-#: Cap on the runs one schedule starts in one catch-up (a clock moved by years must not hang a request).
-MAX_CATCH_UP_RUNS = 400
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-
-
-def schedule_runs(schedule: dict[str, Any], after: float, now: float) -> list[float]:
-    """A schedule's run times in (after, now]: every day (or every `aggregationStartDay`) at
-    `aggregationHourUtc`:00 UTC. Each run covers the period that ends at its run time."""
-    hour = int(schedule.get("aggregationHourUtc") or 0)
-    weekly = schedule.get("aggregationPeriod") == "Weekly"
-    first = datetime.fromtimestamp(after, UTC).replace(hour=hour, minute=0, second=0, microsecond=0)
-    if weekly:
-        want = WEEKDAYS.index(schedule.get("aggregationStartDay") or WEEKDAYS[first.weekday()])
-        first += timedelta(days=(want - first.weekday()) % 7)
-    step = timedelta(days=7 if weekly else 1)
-    while first.timestamp() <= after:
-        first += step
-    runs = []
-    while first.timestamp() <= now and len(runs) < MAX_CATCH_UP_RUNS:
-        runs.append(first.timestamp())
-        first += step
-    return runs
 
 
 def workflow_key(workflow_id: str) -> str:

@@ -17,7 +17,8 @@ from starlette.routing import Route
 
 from amc_pipeline.simulator.routes.auth import authorize
 from amc_pipeline.simulator.routes.responses import amc_error, amc_json, json_body
-from amc_pipeline.simulator.state import WEEKDAYS, SimulatorState, decode_token, encode_token
+from amc_pipeline.simulator.schedule_book import WEEKDAYS
+from amc_pipeline.simulator.state import SimulatorState, decode_token, encode_token
 
 SCHEDULE_CT = "application/vnd.amcschedules.v1+json"
 PERIODS = ("Daily", "Weekly")
